@@ -49,8 +49,8 @@ func ParseCompressor(s string) (Compressor, error) {
 	return 0, fmt.Errorf("unknown compressor %q: want none, lz4_block or zstd", s)
 }
 
-// superFlag returns the extended-superblock flag of the compressor.
-func (c Compressor) superFlag() SuperFlags {
+// SuperFlag returns the extended-superblock flag of the compressor.
+func (c Compressor) SuperFlag() SuperFlags {
 	switch c {
 	case CompressLZ4Block:
 		return FlagCompressionLZ4
@@ -62,8 +62,8 @@ func (c Compressor) superFlag() SuperFlags {
 	return FlagCompressionNone
 }
 
-// tocFlag returns the TOC entry compression flag (§2.8).
-func (c Compressor) tocFlag() uint32 {
+// TOCFlag returns the TOC entry compression flag (§2.8).
+func (c Compressor) TOCFlag() uint32 {
 	switch c {
 	case CompressZstd:
 		return tocFlagZstd
@@ -181,7 +181,7 @@ func ParseDigester(s string) (Digester, error) {
 	return 0, fmt.Errorf("unknown digester %q: want blake3 or sha256", s)
 }
 
-func (d Digester) superFlag() SuperFlags {
+func (d Digester) SuperFlag() SuperFlags {
 	if d == DigestSha256 {
 		return FlagHashSha256
 	}

@@ -1,0 +1,367 @@
+package rafsbuild
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nydus-go/nydusify/rafs"
+)
+
+// chunkRec is one chunk written to the blob; deduplicated chunks of other
+// files point at the same record.
+type chunkRec struct {
+	digest     [32]byte
+	crc        uint32
+	ciIndex    uint32
+	coff       uint64
+	csize      uint32
+	uoff       uint64
+	usize      uint32
+	compressed bool
+}
+
+type chunkRef = *chunkRec
+
+type dedupKey struct {
+	digest [32]byte
+	size   int
+}
+
+// job carries one chunk through the pipeline: read by the producer, hashed and
+// compressed by a worker, written (or deduplicated) by the writer in the order
+// it was read, so output is identical whatever the number of workers.
+type job struct {
+	data       []byte
+	file       *fileData
+	idx        int
+	digest     [32]byte
+	crc        uint32
+	out        []byte
+	compressed bool
+	skipped    bool // already in the blob: no need to compress
+	ready      chan struct{}
+}
+
+// blobWriter cuts file contents into chunks and writes the blob: chunk data,
+// then (finish) the chunk-info array, meta header, digest array and TOC in the
+// blob-toc layout (§2.1). Memory is bounded by chunk size × queue depth.
+type blobWriter struct {
+	compressor rafs.Compressor
+	digester   rafs.Digester
+	chunkSize  uint64
+
+	f    *os.File
+	bw   *bufio.Writer
+	hash hash.Hash // blob id: every byte but the digest array payload (§2.9)
+	pos  uint64
+	uend uint64 // end of the last chunk in the uncompressed view
+
+	chunks    []*chunkRec // by chunk-info index
+	dedup     map[dedupKey]*chunkRec
+	committed sync.Map // dedupKey → true once written; read by workers
+
+	work    chan *job
+	order   chan *job
+	writerD chan struct{}
+	workers sync.WaitGroup
+	failed  atomic.Pointer[error]
+	bufs    sync.Pool
+	outs    sync.Pool
+
+	stats blobStats
+}
+
+type blobStats struct {
+	chunks      uint64 // chunks cut from file contents
+	dedupChunks uint64 // of which were already in the blob
+	dedupBytes  uint64
+	dataBytes   uint64 // file bytes read
+}
+
+func newBlobWriter(f *os.File, opts *Options) *blobWriter {
+	workers := opts.workers()
+	depth := 2*workers + 2
+	b := &blobWriter{
+		compressor: opts.Compressor,
+		digester:   opts.Digester,
+		chunkSize:  uint64(opts.ChunkSize),
+		f:          f,
+		hash:       sha256.New(),
+		dedup:      map[dedupKey]*chunkRec{},
+		work:       make(chan *job, depth),
+		order:      make(chan *job, depth),
+		writerD:    make(chan struct{}),
+	}
+	b.bw = bufio.NewWriterSize(io.MultiWriter(f, b.hash), 1<<20)
+	cs := int(b.chunkSize)
+	b.bufs.New = func() any { return make([]byte, cs) }
+	b.outs.New = func() any { return make([]byte, 0, cs+cs/64+64) }
+	for range workers {
+		b.workers.Add(1)
+		go b.worker()
+	}
+	go b.writer()
+	return b
+}
+
+func (b *blobWriter) fail(err error) {
+	b.failed.CompareAndSwap(nil, &err)
+}
+
+func (b *blobWriter) err() error {
+	if p := b.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// addFile reads fd.size bytes from r and queues them as chunks. name is used
+// in errors only. It must be called from one goroutine.
+func (b *blobWriter) addFile(ctx context.Context, name string, fd *fileData, r io.Reader) error {
+	n := (fd.size + b.chunkSize - 1) / b.chunkSize
+	fd.chunks = make([]*chunkRec, n)
+	for i := range n {
+		if err := b.err(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		size := min(b.chunkSize, fd.size-i*b.chunkSize)
+		buf := b.bufs.Get().([]byte)[:size]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			b.bufs.Put(buf[:cap(buf)])
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return fmt.Errorf("reading %s: file shrank to %d bytes while being read (expected %d)", name, i*b.chunkSize, fd.size)
+			}
+			return fmt.Errorf("reading %s: %w", name, err)
+		}
+		b.stats.dataBytes += size
+		j := &job{data: buf, file: fd, idx: int(i), ready: make(chan struct{})}
+		b.order <- j
+		b.work <- j
+	}
+	return nil
+}
+
+func (b *blobWriter) worker() {
+	defer b.workers.Done()
+	for j := range b.work {
+		j.digest = b.digester.Sum(j.data)
+		j.crc = rafs.CRC32C(j.data)
+		if _, ok := b.committed.Load(dedupKey{j.digest, len(j.data)}); ok {
+			j.skipped = true
+		} else if b.compressor != rafs.CompressNone {
+			dst := b.outs.Get().([]byte)
+			out, ok, err := b.compressor.Compress(dst, j.data)
+			switch {
+			case err != nil:
+				b.fail(err)
+				b.outs.Put(dst[:0])
+			case ok:
+				j.out, j.compressed = out, true
+			default: // incompressible: stored raw, out is j.data itself
+				b.outs.Put(dst[:0])
+			}
+		}
+		close(j.ready)
+	}
+}
+
+func (b *blobWriter) writer() {
+	defer close(b.writerD)
+	for j := range b.order {
+		<-j.ready
+		if b.err() == nil {
+			if err := b.commit(j); err != nil {
+				b.fail(err)
+			}
+		}
+		b.bufs.Put(j.data[:cap(j.data)])
+		if j.out != nil {
+			b.outs.Put(j.out[:0])
+		}
+	}
+}
+
+// commit records j's chunk, writing it unless an identical chunk (same digest
+// and size) is already in the blob.
+func (b *blobWriter) commit(j *job) error {
+	key := dedupKey{j.digest, len(j.data)}
+	b.stats.chunks++
+	if rec, ok := b.dedup[key]; ok {
+		j.file.chunks[j.idx] = rec
+		b.stats.dedupChunks++
+		b.stats.dedupBytes += uint64(len(j.data))
+		return nil
+	}
+	if len(b.chunks) >= rafs.MaxChunksPerBlob {
+		return fmt.Errorf("%w: more than %d unique chunks in one blob", ErrUnsupported, rafs.MaxChunksPerBlob)
+	}
+	payload := j.data
+	if j.compressed {
+		payload = j.out
+	}
+	uoff := rafs.AlignUp(b.uend, rafs.BlockSize)
+	if b.pos+uint64(len(payload)) >= 1<<40 || (uoff+uint64(len(j.data)))/rafs.BlockSize >= 1<<32 {
+		return fmt.Errorf("%w: blob exceeds the format's size limits", ErrUnsupported)
+	}
+	rec := &chunkRec{
+		digest: j.digest, crc: j.crc, ciIndex: uint32(len(b.chunks)),
+		coff: b.pos, csize: uint32(len(payload)),
+		uoff: uoff, usize: uint32(len(j.data)), compressed: j.compressed,
+	}
+	if err := b.write(payload); err != nil {
+		return err
+	}
+	b.uend = uoff + uint64(len(j.data))
+	b.chunks = append(b.chunks, rec)
+	b.dedup[key] = rec
+	b.committed.Store(key, true)
+	j.file.chunks[j.idx] = rec
+	return nil
+}
+
+func (b *blobWriter) write(p []byte) error {
+	if _, err := b.bw.Write(p); err != nil {
+		return fmt.Errorf("writing blob: %w", err)
+	}
+	b.pos += uint64(len(p))
+	return nil
+}
+
+// drain stops the pipeline and waits for every queued chunk to be written.
+func (b *blobWriter) drain() error {
+	close(b.order)
+	close(b.work)
+	b.workers.Wait()
+	<-b.writerD
+	return b.err()
+}
+
+// blobResult describes a finished blob.
+type blobResult struct {
+	entry rafs.BlobEntry
+	stats blobStats
+}
+
+// finish writes the blob trailer in the blob-toc layout (§2.1):
+// chunks ‖ T(image.blob) ‖ ci ‖ header ‖ T(blob.meta) ‖ digests ‖
+// T(blob.digest) ‖ toc ‖ T(rafs.blob.toc). It returns nil when no chunk was
+// written: such a build has no blob at all.
+func (b *blobWriter) finish() (*blobResult, error) {
+	if err := b.drain(); err != nil {
+		return nil, err
+	}
+	if len(b.chunks) == 0 {
+		return nil, nil
+	}
+	var toc []byte
+	addTOC := func(name string, c rafs.Compressor, content []byte, off, csize uint64) {
+		toc = rafs.AppendTOCEntry(toc, rafs.TOCEntry{
+			Flags: c.TOCFlag(), Name: name, Digest: sha256.Sum256(content),
+			CompressedOffset: off, CompressedSize: csize, UncompressedSize: uint64(len(content)),
+		})
+	}
+
+	dataSize := b.pos
+	if err := b.write(rafs.TarHeader(rafs.TOCImageBlob, dataSize)); err != nil {
+		return nil, err
+	}
+	if err := b.bw.Flush(); err != nil {
+		return nil, fmt.Errorf("writing blob: %w", err)
+	}
+	// The image.blob digest covers the chunk data and its tar header: exactly
+	// what the blob-id hash has seen so far (§2.8).
+	var imageBlobDigest [32]byte
+	copy(imageBlobDigest[:], b.hash.Sum(nil))
+	usize := rafs.AlignUp(b.uend, rafs.BlockSize)
+	toc = rafs.AppendTOCEntry(toc, rafs.TOCEntry{
+		Flags: rafs.CompressNone.TOCFlag(), Name: rafs.TOCImageBlob, Digest: imageBlobDigest,
+		CompressedOffset: 0, CompressedSize: dataSize, UncompressedSize: usize,
+	})
+
+	ci := make([]byte, 0, len(b.chunks)*rafs.ChunkInfoV1Size)
+	digests := make([]byte, 0, len(b.chunks)*rafs.DigestSize)
+	for _, c := range b.chunks {
+		ci = rafs.AppendChunkInfoV1(ci, rafs.BlobChunk{
+			CompressedOffset: c.coff, CompressedSize: c.csize,
+			UncompressedOffset: c.uoff, UncompressedSize: c.usize,
+		})
+		digests = append(digests, c.digest[:]...)
+	}
+	ciStored, ciCompressed, err := b.compressor.Compress(nil, ci)
+	if err != nil {
+		return nil, fmt.Errorf("compressing chunk info: %w", err)
+	}
+	ciCompressor := rafs.CompressNone
+	if ciCompressed {
+		ciCompressor = b.compressor
+	}
+	features := rafs.BlobAligned | rafs.BlobInlinedChunkDigest | rafs.BlobHasTarHeader | rafs.BlobHasTOC | rafs.BlobCapTarTOC
+	ciOff := b.pos
+	header := (&rafs.BlobMetaHeader{
+		Features: features, CICompressor: ciCompressor, CIEntries: uint32(len(b.chunks)),
+		CIOffset: ciOff, CICompressedSize: uint64(len(ciStored)), CISize: uint64(len(ci)),
+	}).Marshal()
+	for _, p := range [][]byte{ciStored, header, rafs.TarHeader(rafs.TOCBlobMeta, uint64(len(ciStored)+len(header)))} {
+		if err := b.write(p); err != nil {
+			return nil, err
+		}
+	}
+	addTOC(rafs.TOCBlobMeta, ciCompressor, ci, ciOff, uint64(len(ciStored)))
+	addTOC(rafs.TOCBlobMetaHeader, rafs.CompressNone, header, ciOff+uint64(len(ciStored)), uint64(len(header)))
+
+	// The digest array bypasses the blob-id hash (§2.9).
+	if err := b.bw.Flush(); err != nil {
+		return nil, fmt.Errorf("writing blob: %w", err)
+	}
+	digestOff := b.pos
+	if _, err := b.f.Write(digests); err != nil {
+		return nil, fmt.Errorf("writing blob: %w", err)
+	}
+	b.pos += uint64(len(digests))
+	addTOC(rafs.TOCBlobDigest, rafs.CompressNone, digests, digestOff, uint64(len(digests)))
+	if err := b.write(rafs.TarHeader(rafs.TOCBlobDigest, uint64(len(digests)))); err != nil {
+		return nil, err
+	}
+
+	tocHeader := rafs.TarHeader(rafs.TOCName, uint64(len(toc)))
+	tocDigest := sha256.Sum256(append(append([]byte{}, toc...), tocHeader...))
+	for _, p := range [][]byte{toc, tocHeader} {
+		if err := b.write(p); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.bw.Flush(); err != nil {
+		return nil, fmt.Errorf("writing blob: %w", err)
+	}
+	return &blobResult{
+		entry: rafs.BlobEntry{
+			BlobID:             hex.EncodeToString(b.hash.Sum(nil)),
+			ChunkSize:          uint32(b.chunkSize),
+			ChunkCount:         uint32(len(b.chunks)),
+			Compressor:         b.compressor,
+			Digester:           b.digester,
+			Features:           features,
+			CompressedSize:     b.pos,
+			UncompressedSize:   usize,
+			TOCSize:            uint32(len(toc) + len(tocHeader)),
+			MetaCompressor:     ciCompressor,
+			MetaOffset:         ciOff,
+			MetaCompressedSize: uint64(len(ciStored)),
+			MetaSize:           uint64(len(ci)),
+			TOCDigest:          tocDigest,
+		},
+		stats: b.stats,
+	}, nil
+}

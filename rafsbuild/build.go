@@ -1,0 +1,303 @@
+// Package rafsbuild turns a file tree into a Nydus RAFS v6 image: one data
+// blob (chunked, deduplicated, compressed) plus a bootstrap.
+//
+// Sources produce Entries (a directory walk today, a tar stream next); the
+// builder cuts regular-file contents into chunks, deduplicates them by digest
+// and size, compresses them on a bounded pool of workers and writes them in a
+// fixed order, so outputs are byte-identical whatever the worker count. The
+// layout engine then places every inode as upstream nydus-image v2.4 does and
+// the bootstrap is serialised. Memory is bounded by chunk size × queue depth
+// plus per-entry metadata; file contents are never held whole.
+//
+// Outputs are written under temporary names in the output directory and
+// renamed into place only when everything succeeded.
+package rafsbuild
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/nydus-go/nydusify/rafs"
+)
+
+// Options configure a build. The zero value builds uncompressed blobs with
+// blake3 digests and 1 MiB chunks on GOMAXPROCS workers.
+type Options struct {
+	Compressor rafs.Compressor
+	Digester   rafs.Digester
+	// ChunkSize is a power of two in [0x1000, 0x1000000]; 0 means 0x100000.
+	ChunkSize uint32
+	// Workers hashing and compressing chunks; 0 means GOMAXPROCS. It never
+	// changes the output.
+	Workers int
+}
+
+func (o *Options) workers() int {
+	if o.Workers > 0 {
+		return o.Workers
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+func (o *Options) validate() error {
+	if o.ChunkSize == 0 {
+		o.ChunkSize = rafs.DefaultChunkSize
+	}
+	cs := o.ChunkSize
+	if cs < rafs.MinChunkSize || cs > rafs.MaxChunkSize || cs&(cs-1) != 0 {
+		return fmt.Errorf("invalid chunk size %#x: must be a power of two from 0x1000 to 0x1000000", cs)
+	}
+	switch o.Compressor {
+	case rafs.CompressNone, rafs.CompressLZ4Block, rafs.CompressZstd:
+	default:
+		return fmt.Errorf("compressor %v is not supported for building", o.Compressor)
+	}
+	if o.Digester != rafs.DigestBlake3 && o.Digester != rafs.DigestSha256 {
+		return fmt.Errorf("unknown digester %v", o.Digester)
+	}
+	return nil
+}
+
+// BlobInfo describes the data blob of a build.
+type BlobInfo struct {
+	BlobID           string `json:"blob_id"`
+	Path             string `json:"path"`
+	CompressedSize   uint64 `json:"compressed_size"`
+	UncompressedSize uint64 `json:"uncompressed_size"`
+	ChunkCount       uint32 `json:"chunk_count"`
+}
+
+// Result is what a build produced; it is also written as output.json.
+type Result struct {
+	FsVersion  string     `json:"fs_version"`
+	Compressor string     `json:"compressor"`
+	Digester   string     `json:"digester"`
+	ChunkSize  string     `json:"chunk_size"`
+	Bootstrap  string     `json:"bootstrap"`
+	BootSize   int64      `json:"bootstrap_size"`
+	Blobs      []string   `json:"blobs"` // blob ids, as upstream's output.json lists them
+	BlobInfo   []BlobInfo `json:"blob_info"`
+
+	Entries     uint32 `json:"entries"`
+	Files       uint64 `json:"regular_files"`
+	DataBytes   uint64 `json:"data_bytes"`   // regular-file bytes read
+	Chunks      uint64 `json:"chunks"`       // chunks cut, before dedup
+	DedupChunks uint64 `json:"dedup_chunks"` // chunks found already in the blob
+	DedupBytes  uint64 `json:"dedup_bytes"`
+
+	Timings Timings `json:"timings_ms"`
+}
+
+// Timings of the build phases, in milliseconds.
+type Timings struct {
+	Walk      int64 `json:"walk"`
+	Data      int64 `json:"data"`
+	Bootstrap int64 `json:"bootstrap"`
+	Total     int64 `json:"total"`
+}
+
+// OutputJSON is the name of the build report in the output directory.
+const OutputJSON = "output.json"
+
+// BuildDir builds a RAFS v6 image from the directory src into outDir:
+// <name>.meta (the bootstrap), the blob named by its id (absent when the
+// tree holds no file data) and output.json. On failure nothing is left in
+// outDir, and outDir itself is removed if BuildDir created it.
+func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *Result, err error) {
+	start := time.Now()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if name == "" || filepath.Base(name) != name || name == "." || name == ".." {
+		return nil, fmt.Errorf("invalid output name %q", name)
+	}
+	if st, err := os.Stat(src); err != nil {
+		return nil, fmt.Errorf("source directory: %w", err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("source %s is not a directory", src)
+	}
+	out, err := newOutput(outDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			out.abort()
+		}
+	}()
+
+	t := newTree()
+	if err := walkDir(ctx, src, t); err != nil {
+		return nil, err
+	}
+	sortChildren(t.root)
+	lay, err := layout(t, uint64(opts.ChunkSize))
+	if err != nil {
+		return nil, err
+	}
+	walked := time.Now()
+
+	blobFile, err := out.temp("blob")
+	if err != nil {
+		return nil, err
+	}
+	bw := newBlobWriter(blobFile, &opts)
+	if err := readDirData(ctx, src, lay.order, bw); err != nil {
+		bw.drain()
+		return nil, err
+	}
+	blob, err := bw.finish()
+	if err != nil {
+		return nil, err
+	}
+	dataDone := time.Now()
+
+	params := &bootstrapParams{
+		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag(),
+		chunkSize: uint64(opts.ChunkSize),
+	}
+	res := &Result{
+		FsVersion: "6", Compressor: opts.Compressor.String(), Digester: opts.Digester.String(),
+		ChunkSize: fmt.Sprintf("%#x", opts.ChunkSize), Bootstrap: name + ".meta",
+		Blobs: []string{}, BlobInfo: []BlobInfo{}, Entries: lay.inodes,
+		DataBytes: bw.stats.dataBytes, Chunks: bw.stats.chunks,
+		DedupChunks: bw.stats.dedupChunks, DedupBytes: bw.stats.dedupBytes,
+	}
+	for _, n := range lay.order {
+		if n.isReg() {
+			res.Files++
+		}
+	}
+	if blob != nil {
+		params.blobs = []rafs.BlobEntry{blob.entry}
+		if err := out.keep(blobFile, blob.entry.BlobID); err != nil {
+			return nil, err
+		}
+		res.Blobs = append(res.Blobs, blob.entry.BlobID)
+		res.BlobInfo = append(res.BlobInfo, BlobInfo{
+			BlobID: blob.entry.BlobID, Path: blob.entry.BlobID,
+			CompressedSize: blob.entry.CompressedSize, UncompressedSize: blob.entry.UncompressedSize,
+			ChunkCount: blob.entry.ChunkCount,
+		})
+	} else if err := out.discard(blobFile); err != nil {
+		return nil, err
+	}
+	boot, err := writeBootstrap(t, lay, params)
+	if err != nil {
+		return nil, err
+	}
+	res.BootSize = int64(len(boot))
+	if err := out.writeFile(res.Bootstrap, boot); err != nil {
+		return nil, err
+	}
+	res.Timings = Timings{
+		Walk: walked.Sub(start).Milliseconds(), Data: dataDone.Sub(walked).Milliseconds(),
+		Bootstrap: time.Since(dataDone).Milliseconds(), Total: time.Since(start).Milliseconds(),
+	}
+	report, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := out.writeFile(OutputJSON, append(report, '\n')); err != nil {
+		return nil, err
+	}
+	if err := out.commit(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// output stages files under temporary names in one directory and renames
+// them into place together at commit, or removes them all at abort.
+type output struct {
+	dir     string
+	created bool
+	staged  []staged // in commit order
+	placed  []string // final paths renamed so far
+	temps   []string
+}
+
+func newOutput(dir string) (*output, error) {
+	o := &output{dir: dir}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating output directory: %w", err)
+		}
+		o.created = true
+	} else if err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	return o, nil
+}
+
+func (o *output) temp(kind string) (*os.File, error) {
+	f, err := os.CreateTemp(o.dir, ".nydusify-"+kind+"-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("creating %s in output directory: %w", kind, err)
+	}
+	o.temps = append(o.temps, f.Name())
+	return f, nil
+}
+
+// keep closes f and stages it as name.
+func (o *output) keep(f *os.File, name string) error {
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	o.staged = append(o.staged, staged{tmp: f.Name(), name: name})
+	return nil
+}
+
+func (o *output) discard(f *os.File) error {
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+func (o *output) writeFile(name string, data []byte) error {
+	f, err := o.temp("file")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return o.keep(f, name)
+}
+
+type staged struct{ tmp, name string }
+
+// commit renames the staged files into place, the report last.
+func (o *output) commit() error {
+	for _, s := range o.staged {
+		final := filepath.Join(o.dir, s.name)
+		if err := os.Rename(s.tmp, final); err != nil {
+			return fmt.Errorf("placing %s: %w", s.name, err)
+		}
+		o.placed = append(o.placed, final)
+	}
+	return nil
+}
+
+func (o *output) abort() {
+	for _, p := range append(o.temps, o.placed...) {
+		os.Remove(p)
+	}
+	if o.created {
+		os.Remove(o.dir)
+	}
+}
