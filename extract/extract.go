@@ -23,7 +23,8 @@ type Image struct {
 }
 
 // Open opens the bootstrap at bootPath and every blob of its blob table from
-// blobDir, where each blob is a file named by its blob id.
+// blobDir, where each blob is a file named by its blob id. With blobDir ""
+// only the bootstrap is opened; reading file data then fails.
 func Open(bootPath, blobDir string) (_ *Image, err error) {
 	img := &Image{}
 	defer func() {
@@ -39,10 +40,10 @@ func Open(bootPath, blobDir string) (_ *Image, err error) {
 	if img.Boot, err = rafs.Open(f, size); err != nil {
 		return nil, fmt.Errorf("bootstrap %s: %w", bootPath, err)
 	}
+	if blobDir == "" {
+		return img, nil
+	}
 	for i, e := range img.Boot.Blobs {
-		if blobDir == "" {
-			return nil, fmt.Errorf("bootstrap references blob %s: give the directory holding it", e.BlobID)
-		}
 		bf, bsize, err := openSized(filepath.Join(blobDir, e.BlobID))
 		if err != nil {
 			return nil, fmt.Errorf("opening blob %d: %w", i, err)
@@ -89,6 +90,9 @@ func (img *Image) Close() error {
 // `<blob id>.blob.data` and returns their paths in blob-table order: the
 // order of the `device=` options of an EROFS mount of the bootstrap.
 func (img *Image) BlobViews(ctx context.Context, dir string) ([]string, error) {
+	if err := img.needBlobs(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -116,4 +120,11 @@ func (img *Image) BlobViews(ctx context.Context, dir string) ([]string, error) {
 		paths = append(paths, final)
 	}
 	return paths, nil
+}
+
+func (img *Image) needBlobs() error {
+	if len(img.Blobs) != len(img.Boot.Blobs) {
+		return fmt.Errorf("the bootstrap references %d blob(s): give the directory holding them", len(img.Boot.Blobs))
+	}
+	return nil
 }

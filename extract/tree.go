@@ -22,6 +22,9 @@ type TreeOptions struct {
 // empty: contents (holes kept sparse), modes, owners (opts.Owner), mtimes,
 // xattrs, symlinks, devices, fifos and hardlinks.
 func (img *Image) Tree(ctx context.Context, dst string, opts TreeOptions) error {
+	if err := img.needBlobs(); err != nil {
+		return err
+	}
 	if ents, err := os.ReadDir(dst); err == nil && len(ents) > 0 {
 		return fmt.Errorf("destination %s is not empty", dst)
 	}

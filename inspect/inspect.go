@@ -1,0 +1,246 @@
+// Package inspect describes a RAFS v6 image for humans and for CI: the
+// superblocks, the blob table with its device slots, every path of the tree
+// with its inode and chunk indexes, and, when the blobs are at hand, the
+// result of reading and verifying every chunk of every blob.
+package inspect
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/nydus-go/nydusify/rafs"
+)
+
+// Report is the description of one image; it marshals to JSON as is.
+type Report struct {
+	Inodes      uint64   `json:"inodes"`
+	Blocks      uint32   `json:"blocks"`
+	MetaBlkAddr uint32   `json:"meta_blkaddr"`
+	Flags       []string `json:"flags"`
+	ChunkSize   uint32   `json:"chunk_size"`
+	ChunkTable  int      `json:"chunk_table_entries"`
+	Blobs       []Blob   `json:"blobs"`
+	Entries     []Entry  `json:"entries"`
+}
+
+// Blob describes one blob-table entry and its device slot.
+type Blob struct {
+	Index            int      `json:"index"`
+	ID               string   `json:"blob_id"`
+	Compressor       string   `json:"compressor"`
+	Digester         string   `json:"digester"`
+	Features         []string `json:"features"`
+	ChunkCount       uint32   `json:"chunk_count"`
+	CompressedSize   uint64   `json:"compressed_size"`
+	UncompressedSize uint64   `json:"uncompressed_size"`
+	MetaOffset       uint64   `json:"chunk_info_offset"`
+	TOCSize          uint32   `json:"toc_size"`
+	DeviceBlocks     uint32   `json:"device_blocks"`
+	MappedBlkAddr    uint32   `json:"mapped_blkaddr"`
+	// VerifiedChunks is set when the blob was read: every chunk was
+	// decompressed and matched its digest.
+	VerifiedChunks *uint32 `json:"verified_chunks,omitempty"`
+}
+
+// Entry describes one path.
+type Entry struct {
+	Path   string            `json:"path"`
+	Nid    uint64            `json:"nid"`
+	Ino    uint32            `json:"ino"`
+	Type   string            `json:"type"`
+	Mode   string            `json:"mode"`
+	UID    uint32            `json:"uid"`
+	GID    uint32            `json:"gid"`
+	Size   uint64            `json:"size"`
+	Nlink  uint32            `json:"nlink"`
+	Mtime  string            `json:"mtime"`
+	Rdev   string            `json:"rdev,omitempty"`
+	Target string            `json:"target,omitempty"`
+	Xattrs map[string]string `json:"xattrs,omitempty"`
+	Chunks []Chunk           `json:"chunks,omitempty"`
+}
+
+// Chunk is one chunk index of a regular file.
+type Chunk struct {
+	Blob    uint8  `json:"blob"`
+	CIIndex uint32 `json:"ci_index"`
+	BlkAddr uint32 `json:"blkaddr"`
+}
+
+// Describe builds the report of rd. blobs, if non-nil, are read in full and
+// every chunk verified; a failure is returned as an error.
+func Describe(rd *rafs.Reader, blobs []*rafs.BlobReader) (*Report, error) {
+	r := &Report{
+		Inodes: rd.Super.Inos, Blocks: rd.Super.Blocks, MetaBlkAddr: rd.Super.MetaBlkAddr,
+		Flags: superFlagNames(rd.Ext.Flags), ChunkSize: rd.ChunkSize,
+		ChunkTable: int(rd.Ext.ChunkTableSize / rafs.ChunkTableEntrySize),
+		Blobs:      []Blob{}, Entries: []Entry{},
+	}
+	for i, b := range rd.Blobs {
+		d := rd.Devices[i]
+		bl := Blob{
+			Index: i, ID: b.BlobID, Compressor: b.Compressor.String(), Digester: b.Digester.String(),
+			Features: blobFeatureNames(b.Features), ChunkCount: b.ChunkCount,
+			CompressedSize: b.CompressedSize, UncompressedSize: b.UncompressedSize,
+			MetaOffset: b.MetaOffset, TOCSize: b.TOCSize, DeviceBlocks: d.Blocks, MappedBlkAddr: d.MappedBlkAddr,
+		}
+		if blobs != nil {
+			var buf []byte
+			var err error
+			for c := range blobs[i].Chunks {
+				if buf, err = blobs[i].ReadChunk(uint32(c), buf); err != nil {
+					return nil, err
+				}
+			}
+			n := uint32(len(blobs[i].Chunks))
+			bl.VerifiedChunks = &n
+		}
+		r.Blobs = append(r.Blobs, bl)
+	}
+	err := rd.Walk(func(p string, n *rafs.Node) error {
+		ino := n.Inode
+		e := Entry{
+			Path: p, Nid: n.Nid, Ino: ino.Ino, Type: typeName(n.Type()), Mode: fmt.Sprintf("%04o", ino.Mode&0o7777),
+			UID: ino.UID, GID: ino.GID, Size: ino.Size, Nlink: ino.Nlink,
+			Mtime: fmt.Sprintf("%d.%09d", ino.Mtime, ino.MtimeNsec),
+		}
+		switch n.Type() {
+		case rafs.ModeChr, rafs.ModeBlk:
+			major, minor := rafs.DecodeRdev(ino.U)
+			e.Rdev = fmt.Sprintf("%d:%d", major, minor)
+		case rafs.ModeLnk:
+			t, err := rd.Readlink(n)
+			if err != nil {
+				return err
+			}
+			e.Target = t
+		case rafs.ModeReg:
+			addrs, err := rd.Chunks(n)
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				e.Chunks = append(e.Chunks, Chunk{a.BlobIndex, a.CIIndex, a.BlkAddr})
+			}
+		}
+		if len(n.Xattrs) > 0 {
+			e.Xattrs = map[string]string{}
+			for _, x := range n.Xattrs {
+				e.Xattrs[x.Name] = fmt.Sprintf("%q", x.Value)
+			}
+		}
+		r.Entries = append(r.Entries, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// WriteText renders the report for a terminal; chunks lists every chunk index.
+func (r *Report) WriteText(w io.Writer, chunks bool) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "RAFS v6 bootstrap: %d inodes, chunk size %#x, %d blob(s), %d chunk table entries\n",
+		r.Inodes, r.ChunkSize, len(r.Blobs), r.ChunkTable)
+	fmt.Fprintf(&b, "flags: %s\n", strings.Join(r.Flags, " "))
+	for _, bl := range r.Blobs {
+		fmt.Fprintf(&b, "blob %d %s\n  %s/%s, %d chunks, %d bytes stored, %d uncompressed, device blocks %d at %d\n  features: %s\n",
+			bl.Index, bl.ID, bl.Compressor, bl.Digester, bl.ChunkCount, bl.CompressedSize, bl.UncompressedSize,
+			bl.DeviceBlocks, bl.MappedBlkAddr, strings.Join(bl.Features, " "))
+		if bl.VerifiedChunks != nil {
+			fmt.Fprintf(&b, "  verified: %d chunks read and matched their digests\n", *bl.VerifiedChunks)
+		}
+	}
+	for _, e := range r.Entries {
+		extra := ""
+		switch {
+		case e.Target != "":
+			extra = " -> " + e.Target
+		case e.Rdev != "":
+			extra = " dev " + e.Rdev
+		}
+		fmt.Fprintf(&b, "%-7s %s %5d:%-5d %12d nlink %-3d nid %-8d %s%s\n", e.Type, e.Mode, e.UID, e.GID, e.Size, e.Nlink, e.Nid, e.Path, extra)
+		keys := make([]string, 0, len(e.Xattrs))
+		for k := range e.Xattrs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "        xattr %s=%s\n", k, e.Xattrs[k])
+		}
+		if chunks {
+			for i, c := range e.Chunks {
+				fmt.Fprintf(&b, "        chunk %d: blob %d ci %d blkaddr %d\n", i, c.Blob, c.CIIndex, c.BlkAddr)
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func typeName(t uint32) string {
+	switch t {
+	case rafs.ModeReg:
+		return "file"
+	case rafs.ModeDir:
+		return "dir"
+	case rafs.ModeLnk:
+		return "symlink"
+	case rafs.ModeChr:
+		return "chardev"
+	case rafs.ModeBlk:
+		return "blockdev"
+	case rafs.ModeFifo:
+		return "fifo"
+	case rafs.ModeSock:
+		return "socket"
+	}
+	return "unknown"
+}
+
+var superFlagList = []struct {
+	f    rafs.SuperFlags
+	name string
+}{
+	{rafs.FlagCompressionNone, "COMPRESSION_NONE"}, {rafs.FlagCompressionLZ4, "COMPRESSION_LZ4"},
+	{rafs.FlagHashBlake3, "HASH_BLAKE3"}, {rafs.FlagHashSha256, "HASH_SHA256"},
+	{rafs.FlagExplicitUIDGID, "EXPLICIT_UID_GID"}, {rafs.FlagHasXattr, "HAS_XATTR"},
+	{rafs.FlagCompressionGzip, "COMPRESSION_GZIP"}, {rafs.FlagCompressionZstd, "COMPRESSION_ZSTD"},
+	{rafs.FlagInlinedChunkDigest, "INLINED_CHUNK_DIGEST"}, {rafs.FlagTarfsMode, "TARFS_MODE"},
+	{rafs.FlagEncryptionNone, "ENCRYPTION_NONE"}, {rafs.FlagEncryptionAES, "ENCRYPTION_ASE_128_XTS"},
+}
+
+func superFlagNames(f rafs.SuperFlags) []string {
+	out := []string{}
+	for _, x := range superFlagList {
+		if f&x.f != 0 {
+			out = append(out, x.name)
+		}
+	}
+	return out
+}
+
+var blobFeatureList = []struct {
+	f    rafs.BlobFeatures
+	name string
+}{
+	{rafs.BlobAligned, "ALIGNED"}, {rafs.BlobInlinedFsMeta, "INLINED_FS_META"},
+	{rafs.BlobChunkInfoV2, "CHUNK_INFO_V2"}, {rafs.BlobZran, "ZRAN"}, {rafs.BlobSeparate, "SEPARATE"},
+	{rafs.BlobInlinedChunkDigest, "INLINED_CHUNK_DIGEST"}, {rafs.BlobTarfs, "TARFS"}, {rafs.BlobBatch, "BATCH"},
+	{rafs.BlobEncrypted, "ENCRYPTED"}, {rafs.BlobIsChunkdictGenerated, "IS_CHUNKDICT_GENERATED"},
+	{rafs.BlobSeparatedPrefetch, "IS_SEPARATED_WITH_PREFETCH_FILES"}, {rafs.BlobExternal, "EXTERNAL"},
+	{rafs.BlobHasTarHeader, "HAS_TAR_HEADER"}, {rafs.BlobHasTOC, "HAS_TOC"}, {rafs.BlobCapTarTOC, "CAP_TAR_TOC"},
+}
+
+func blobFeatureNames(f rafs.BlobFeatures) []string {
+	out := []string{}
+	for _, x := range blobFeatureList {
+		if f&x.f != 0 {
+			out = append(out, x.name)
+		}
+	}
+	return out
+}
