@@ -135,6 +135,10 @@ func (c Compressor) Decompress(dst, src []byte, size int) ([]byte, error) {
 		}
 		return out, nil
 	case CompressLZ4Block:
+		if size == 0 {
+			// Builders store empty data raw; lz4 also panics on an empty dst.
+			return nil, corruptf("lz4 data for 0 bytes")
+		}
 		if cap(dst) < size {
 			dst = make([]byte, size)
 		}

@@ -546,6 +546,9 @@ func (rd *Reader) ChunkDigests(blobIndex int) ([][32]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if uint64(rd.Blobs[blobIndex].ChunkCount) > uint64(len(table)) {
+		return nil, corruptf("blob %d has %d chunks but the chunk table only %d records", blobIndex, rd.Blobs[blobIndex].ChunkCount, len(table))
+	}
 	out := make([][32]byte, rd.Blobs[blobIndex].ChunkCount)
 	have := make([]bool, len(out))
 	for _, c := range table {
