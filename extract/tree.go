@@ -110,17 +110,17 @@ func (img *Image) create(full string, n *rafs.Node) error {
 	return fmt.Errorf("unknown file type %#o", n.Type())
 }
 
-// setMeta applies xattrs, owner, mode and mtime, in the order that keeps
-// setuid bits (chown clears them) and mtimes (xattrs do not touch mtime).
+// setMeta applies owner, xattrs, mode and mtime, in that order: chown clears
+// setuid bits and security.capability, and only utimes fixes the mtime.
 func setMeta(full string, n *rafs.Node, opts TreeOptions) error {
-	for _, x := range n.Xattrs {
-		if err := unix.Lsetxattr(full, x.Name, x.Value, 0); err != nil {
-			return &os.PathError{Op: "setxattr " + x.Name, Path: full, Err: err}
-		}
-	}
 	if opts.Owner {
 		if err := os.Lchown(full, int(n.Inode.UID), int(n.Inode.GID)); err != nil {
 			return err
+		}
+	}
+	for _, x := range n.Xattrs {
+		if err := unix.Lsetxattr(full, x.Name, x.Value, 0); err != nil {
+			return &os.PathError{Op: "setxattr " + x.Name, Path: full, Err: err}
 		}
 	}
 	if n.Type() != rafs.ModeLnk {

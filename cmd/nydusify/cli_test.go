@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/nydus-go/nydusify/internal/fstree"
+	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/rafs"
+)
+
+var binary string
+
+// TestMain builds the real binary once; the tests run it as a user would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nydusify-bin-")
+	if err != nil {
+		panic(err)
+	}
+	os.Chmod(dir, 0o755) // TestUnreadableFile runs it as another user
+	binary = filepath.Join(dir, "nydusify")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic("building nydusify: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+	maxRSSKiB      int64
+}
+
+func run(t *testing.T, cred *syscall.Credential, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	err := cmd.Run()
+	r := result{stdout: so.String(), stderr: se.String()}
+	if cmd.ProcessState == nil {
+		t.Fatalf("running nydusify %v: %v", args, err)
+	}
+	r.code = cmd.ProcessState.ExitCode()
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSSKiB = ru.Maxrss
+	}
+	return r
+}
+
+// TestBuildInspectUnpack runs the user's path: build, inspect (verifying
+// every chunk), unpack, and compares the unpacked tree with the source.
+func TestBuildInspectUnpack(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	if err := fstree.Make(src, fstree.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	r := run(t, nil, "build", "--source-dir", src, "--output-dir", out, "--name", "app", "--compressor", "lz4_block", "--json")
+	if r.code != 0 {
+		t.Fatalf("build failed: %s", r.stderr)
+	}
+	var rep struct {
+		Bootstrap string   `json:"bootstrap"`
+		Blobs     []string `json:"blobs"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.Bootstrap != "app.meta" || len(rep.Blobs) != 1 {
+		t.Fatalf("build --json printed %q (%v)", r.stdout, err)
+	}
+	for _, f := range []string{"app.meta", rep.Blobs[0], "output.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	boot := filepath.Join(out, "app.meta")
+	r = run(t, nil, "inspect", boot, "--blob-dir", out, "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"verified_chunks"`) || !strings.Contains(r.stdout, "/links/long") {
+		t.Fatalf("inspect: code %d stderr %s", r.code, r.stderr)
+	}
+	dst := filepath.Join(t.TempDir(), "unpacked")
+	if r = run(t, nil, "unpack", boot, "--blob-dir", out, "--output", dst); r.code != 0 {
+		t.Fatalf("unpack: %s", r.stderr)
+	}
+	diffs, err := treecmp.Compare(src, dst, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Error(d)
+	}
+	// A flipped byte in the blob's chunk data is caught by unpack and inspect.
+	blob := filepath.Join(out, rep.Blobs[0])
+	data, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[100] ^= 0xff
+	if err := os.WriteFile(blob, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r = run(t, nil, "inspect", boot, "--blob-dir", out); r.code == 0 || !strings.Contains(r.stderr, "corrupt") {
+		t.Errorf("inspect of a corrupted blob: code %d stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestBadInput: every bad input exits non-zero with a message saying what is
+// wrong, and leaves nothing behind.
+func TestBadInput(t *testing.T) {
+	good := t.TempDir()
+	if err := os.WriteFile(filepath.Join(good, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withSocket := t.TempDir()
+	if err := fstree.MakeSocket(filepath.Join(withSocket, "sock")); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, src string
+		extra     []string
+		want      string
+	}{
+		{"missing source", filepath.Join(good, "absent"), nil, "no such file or directory"},
+		{"source is a file", filepath.Join(good, "f"), nil, "not a directory"},
+		{"chunk size not a power of two", good, []string{"--chunk-size", "0x3000"}, "invalid chunk size"},
+		{"chunk size too large", good, []string{"--chunk-size", "0x2000000"}, "invalid chunk size"},
+		{"chunk size garbage", good, []string{"--chunk-size", "big"}, "invalid --chunk-size"},
+		{"fs version 5", good, []string{"--fs-version", "5"}, "only RAFS v6"},
+		{"unknown compressor", good, []string{"--compressor", "gzip"}, "unknown compressor"},
+		{"socket", withSocket, nil, "socket"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			r := run(t, nil, append([]string{"build", "--source-dir", c.src, "--output-dir", out}, c.extra...)...)
+			if r.code == 0 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("exit %d, stderr %q; want failure mentioning %q", r.code, r.stderr, c.want)
+			}
+			if strings.Contains(r.stderr, "panic") {
+				t.Errorf("panicked: %s", r.stderr)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("output directory left behind (%v)", err)
+			}
+		})
+	}
+}
+
+// TestUnreadableFile runs the build as an unprivileged user over a tree with
+// an unreadable file: the error names the file and the existing output
+// directory is left as it was.
+func TestUnreadableFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the build as another user")
+	}
+	// t.TempDir's parents are private to root; the build runs as nobody.
+	base, err := os.MkdirTemp("", "nydusify-unreadable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	src, out := filepath.Join(base, "src"), filepath.Join(base, "out")
+	for _, d := range []string{src, out} {
+		if err := os.Mkdir(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(d, 0o777)
+	}
+	if err := os.WriteFile(filepath.Join(src, "a"), []byte("readable"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "secret"), []byte("no"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+	r := run(t, nobody, "build", "--source-dir", src, "--output-dir", out)
+	if r.code == 0 || !strings.Contains(r.stderr, "secret") || !strings.Contains(r.stderr, "permission denied") {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("output directory holds %d entries after a failed build", len(ents))
+	}
+}
+
+// TestMemoryBounded: a 2 GiB file of distinct chunks does not raise the
+// builder's peak RSS beyond what a tiny tree needs plus a small margin:
+// memory is bounded by chunk size × queue depth, not by file size.
+func TestMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes and hashes a 2 GiB file; skipped with -short")
+	}
+	small := t.TempDir()
+	if err := os.WriteFile(filepath.Join(small, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := t.TempDir()
+	f, err := os.Create(filepath.Join(big, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 2 << 30
+	// A sparse file whose every chunk differs (a counter at its start), so
+	// nothing deduplicates and every chunk flows through the pipeline.
+	for off := int64(0); off < size; off += rafs.DefaultChunkSize {
+		if _, err := f.WriteAt([]byte(strconv.FormatInt(off, 10)), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	base := run(t, nil, "build", "--source-dir", small, "--output-dir", filepath.Join(t.TempDir(), "o"))
+	r := run(t, nil, "build", "--source-dir", big, "--output-dir", filepath.Join(t.TempDir(), "o"), "--json")
+	if base.code != 0 || r.code != 0 {
+		t.Fatalf("builds failed: %s %s", base.stderr, r.stderr)
+	}
+	if !strings.Contains(r.stdout, `"chunk_count": 2048`) {
+		t.Fatalf("expected 2048 distinct chunks:\n%s", r.stdout)
+	}
+	t.Logf("peak RSS: tiny tree %d MiB, 2 GiB file %d MiB", base.maxRSSKiB>>10, r.maxRSSKiB>>10)
+	if r.maxRSSKiB > base.maxRSSKiB+64<<10 {
+		t.Errorf("peak RSS %d MiB for a 2 GiB file, %d MiB for a tiny tree", r.maxRSSKiB>>10, base.maxRSSKiB>>10)
+	}
+}
