@@ -1,7 +1,7 @@
 # Build and check targets. CI (.ci/run) runs `make fmt-check vet test`.
 GO ?= go
 
-.PHONY: build test fmt-check vet
+.PHONY: build test fmt-check vet demo fuzz bench
 
 build:
 	$(GO) build -o bin/nydusify ./cmd/nydusify
@@ -14,3 +14,17 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# The main job on a bundled sample tree: build, inspect, verify (see scripts/demo.sh).
+demo: build
+	./scripts/demo.sh
+
+# Run each fuzz target of the untrusted-input parsers for FUZZTIME.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./rafs -run XXX -fuzz FuzzBootstrap -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./rafs -run XXX -fuzz FuzzBlobMeta -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+
+# Build throughput on the Go installation's tree, per compressor.
+bench:
+	$(GO) test ./rafsbuild -run XXX -bench BuildDir -benchtime 3x
