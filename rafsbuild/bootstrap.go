@@ -99,9 +99,7 @@ func writeBootstrap(t *tree, lay *layoutResult, p *bootstrapParams) ([]byte, err
 	ext := rafs.ExtSuperBlock{
 		Flags: flags, BlobTableSize: uint32(nblobs * rafs.BlobEntrySize), ChunkSize: uint32(p.chunkSize),
 		ChunkTableOffset: ctOff, ChunkTableSize: uint64(len(records)) * rafs.ChunkTableEntrySize,
-	}
-	if nblobs > 0 {
-		ext.BlobTableOffset = blobTable
+		BlobTableOffset: blobTable, // upstream records it even when the table is empty
 	}
 	ext.MarshalTo(buf[rafs.ExtSuperBlockOffset:])
 	return buf, nil
