@@ -77,7 +77,8 @@ type blobWriter struct {
 	bufs    sync.Pool
 	outs    sync.Pool
 
-	stats blobStats
+	stats    blobStats
+	progress struct{ files, bytes atomic.Uint64 } // read by the progress reporter
 }
 
 type blobStats struct {
@@ -146,10 +147,12 @@ func (b *blobWriter) addFile(ctx context.Context, name string, fd *fileData, r i
 			return fmt.Errorf("reading %s: %w", name, err)
 		}
 		b.stats.dataBytes += size
+		b.progress.bytes.Add(size)
 		j := &job{data: buf, file: fd, idx: int(i), ready: make(chan struct{})}
 		b.order <- j
 		b.work <- j
 	}
+	b.progress.files.Add(1)
 	return nil
 }
 

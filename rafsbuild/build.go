@@ -36,6 +36,17 @@ type Options struct {
 	// Workers hashing and compressing chunks; 0 means GOMAXPROCS. It never
 	// changes the output.
 	Workers int
+	// Progress, if set, is called every ProgressInterval while file data is
+	// read, from another goroutine.
+	Progress func(Progress)
+	// ProgressInterval defaults to one second.
+	ProgressInterval time.Duration
+}
+
+// Progress reports how much file data a build has read.
+type Progress struct {
+	Files, TotalFiles uint64
+	Bytes, TotalBytes uint64
 }
 
 func (o *Options) workers() int {
@@ -148,7 +159,10 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 		return nil, err
 	}
 	bw := newBlobWriter(blobFile, &opts)
-	if err := readDirData(ctx, src, lay.order, bw); err != nil {
+	stopProgress := reportProgress(&opts, lay.order, bw)
+	err = readDirData(ctx, src, lay.order, bw)
+	stopProgress()
+	if err != nil {
 		bw.drain()
 		return nil, err
 	}
@@ -211,6 +225,46 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 		return nil, err
 	}
 	return res, nil
+}
+
+// reportProgress calls opts.Progress periodically until the returned stop
+// function is called.
+func reportProgress(opts *Options, order []*node, bw *blobWriter) (stop func()) {
+	if opts.Progress == nil {
+		return func() {}
+	}
+	var total Progress
+	for _, n := range order {
+		if n.isReg() && n.primary == nil {
+			total.TotalFiles++
+			total.TotalBytes += n.data.size
+		}
+	}
+	interval := opts.ProgressInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				p := total
+				p.Files, p.Bytes = bw.progress.files.Load(), bw.progress.bytes.Load()
+				opts.Progress(p)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
 
 // output stages files under temporary names in one directory and renames

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nydus-go/nydusify/extract"
 	"github.com/nydus-go/nydusify/internal/fstree"
@@ -240,5 +241,30 @@ func TestEmptyAndDataless(t *testing.T) {
 	if os.Geteuid() == 0 {
 		testenv.RequireEROFS(t)
 		requireSame(t, src, testenv.MountEROFS(t, filepath.Join(out, "image.meta"), nil))
+	}
+}
+
+// TestProgress: the callback sees monotonic counts bounded by the totals.
+func TestProgress(t *testing.T) {
+	src := sourceTree(t)
+	var mu sync.Mutex
+	var seen []rafsbuild.Progress
+	opts := rafsbuild.Options{Compressor: rafs.CompressZstd, ChunkSize: 0x1000, ProgressInterval: time.Millisecond,
+		Progress: func(p rafsbuild.Progress) {
+			mu.Lock()
+			seen = append(seen, p)
+			mu.Unlock()
+		}}
+	_, res := build(t, src, opts)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 {
+		t.Fatal("no progress reported")
+	}
+	for i, p := range seen {
+		if p.Bytes > p.TotalBytes || p.Files > p.TotalFiles || p.TotalBytes > res.DataBytes ||
+			(i > 0 && (p.Bytes < seen[i-1].Bytes || p.Files < seen[i-1].Files)) {
+			t.Fatalf("progress %d: %+v (previous %+v, data %d)", i, p, seen[max(i-1, 0)], res.DataBytes)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -32,8 +33,8 @@ Writes, in the output directory:
   output.json   blob ids, sizes, chunk and dedup counts, timings
 
 Identical chunks are stored once. The same tree and options always give
-byte-identical outputs, whatever --workers is. On error nothing is left in
-the output directory.`,
+byte-identical outputs, whatever --workers is. Progress is logged every two
+seconds on stderr. On error nothing is left in the output directory.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if sourceDir == "" || outputDir == "" {
@@ -59,6 +60,11 @@ the output directory.`,
 			}
 			opts.ChunkSize = uint32(cs)
 			opts.Workers = workers
+			opts.Progress = func(p rafsbuild.Progress) {
+				logrus.Infof("reading file data: %d/%d MiB, %d/%d files",
+					p.Bytes>>20, p.TotalBytes>>20, p.Files, p.TotalFiles)
+			}
+			opts.ProgressInterval = 2 * time.Second
 			res, err := rafsbuild.BuildDir(cmd.Context(), sourceDir, outputDir, name, opts)
 			if err != nil {
 				return err
