@@ -74,7 +74,7 @@ type Chunk struct {
 func Describe(rd *rafs.Reader, blobs []*rafs.BlobReader) (*Report, error) {
 	r := &Report{
 		Inodes: rd.Super.Inos, Blocks: rd.Super.Blocks, MetaBlkAddr: rd.Super.MetaBlkAddr,
-		Flags: superFlagNames(rd.Ext.Flags), ChunkSize: rd.ChunkSize,
+		Flags: flagNames(rd.Ext.Flags, superFlagTable), ChunkSize: rd.ChunkSize,
 		ChunkTable: int(rd.Ext.ChunkTableSize / rafs.ChunkTableEntrySize),
 		Blobs:      []Blob{}, Entries: []Entry{},
 	}
@@ -82,7 +82,7 @@ func Describe(rd *rafs.Reader, blobs []*rafs.BlobReader) (*Report, error) {
 		d := rd.Devices[i]
 		bl := Blob{
 			Index: i, ID: b.BlobID, Compressor: b.Compressor.String(), Digester: b.Digester.String(),
-			Features: blobFeatureNames(b.Features), ChunkCount: b.ChunkCount,
+			Features: flagNames(b.Features, blobFeatureTable), ChunkCount: b.ChunkCount,
 			CompressedSize: b.CompressedSize, UncompressedSize: b.UncompressedSize,
 			MetaOffset: b.MetaOffset, TOCSize: b.TOCSize, DeviceBlocks: d.Blocks, MappedBlkAddr: d.MappedBlkAddr,
 		}
@@ -201,10 +201,24 @@ func typeName(t uint32) string {
 	return "unknown"
 }
 
-var superFlagList = []struct {
-	f    rafs.SuperFlags
+// flagName names one bit of a flag word.
+type flagName[T ~uint32 | ~uint64] struct {
+	bit  T
 	name string
-}{
+}
+
+// flagNames lists the names of the bits set in v, in table order.
+func flagNames[T ~uint32 | ~uint64](v T, table []flagName[T]) []string {
+	out := []string{}
+	for _, f := range table {
+		if v&f.bit != 0 {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+var superFlagTable = []flagName[rafs.SuperFlags]{
 	{rafs.FlagCompressionNone, "COMPRESSION_NONE"}, {rafs.FlagCompressionLZ4, "COMPRESSION_LZ4"},
 	{rafs.FlagHashBlake3, "HASH_BLAKE3"}, {rafs.FlagHashSha256, "HASH_SHA256"},
 	{rafs.FlagExplicitUIDGID, "EXPLICIT_UID_GID"}, {rafs.FlagHasXattr, "HAS_XATTR"},
@@ -213,34 +227,11 @@ var superFlagList = []struct {
 	{rafs.FlagEncryptionNone, "ENCRYPTION_NONE"}, {rafs.FlagEncryptionAES, "ENCRYPTION_ASE_128_XTS"},
 }
 
-func superFlagNames(f rafs.SuperFlags) []string {
-	out := []string{}
-	for _, x := range superFlagList {
-		if f&x.f != 0 {
-			out = append(out, x.name)
-		}
-	}
-	return out
-}
-
-var blobFeatureList = []struct {
-	f    rafs.BlobFeatures
-	name string
-}{
+var blobFeatureTable = []flagName[rafs.BlobFeatures]{
 	{rafs.BlobAligned, "ALIGNED"}, {rafs.BlobInlinedFsMeta, "INLINED_FS_META"},
 	{rafs.BlobChunkInfoV2, "CHUNK_INFO_V2"}, {rafs.BlobZran, "ZRAN"}, {rafs.BlobSeparate, "SEPARATE"},
 	{rafs.BlobInlinedChunkDigest, "INLINED_CHUNK_DIGEST"}, {rafs.BlobTarfs, "TARFS"}, {rafs.BlobBatch, "BATCH"},
 	{rafs.BlobEncrypted, "ENCRYPTED"}, {rafs.BlobIsChunkdictGenerated, "IS_CHUNKDICT_GENERATED"},
 	{rafs.BlobSeparatedPrefetch, "IS_SEPARATED_WITH_PREFETCH_FILES"}, {rafs.BlobExternal, "EXTERNAL"},
 	{rafs.BlobHasTarHeader, "HAS_TAR_HEADER"}, {rafs.BlobHasTOC, "HAS_TOC"}, {rafs.BlobCapTarTOC, "CAP_TAR_TOC"},
-}
-
-func blobFeatureNames(f rafs.BlobFeatures) []string {
-	out := []string{}
-	for _, x := range blobFeatureList {
-		if f&x.f != 0 {
-			out = append(out, x.name)
-		}
-	}
-	return out
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"time"
 
@@ -70,9 +68,7 @@ seconds on stderr. On error nothing is left in the output directory.`,
 				return err
 			}
 			if jsonOut {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(res)
 			}
 			logrus.Infof("built %s: %d entries, %d files, %d bytes of data in %d ms",
 				res.Bootstrap, res.Entries, res.Files, res.DataBytes, res.Timings.Total)
