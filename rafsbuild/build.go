@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/nydus-go/nydusify/rafs"
@@ -133,6 +134,11 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("source %s is not a directory", src)
 	}
+	if inside, err := isWithin(outDir, src); err != nil {
+		return nil, err
+	} else if inside {
+		return nil, fmt.Errorf("output directory %s is inside the source directory %s: the build would read its own output", outDir, src)
+	}
 	out, err := newOutput(outDir)
 	if err != nil {
 		return nil, err
@@ -225,6 +231,43 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 		return nil, err
 	}
 	return res, nil
+}
+
+// isWithin reports whether path is dir or lies below it, once both are made
+// absolute and their existing parts' symlinks resolved.
+func isWithin(path, dir string) (bool, error) {
+	resolve := func(p string) (string, error) {
+		p, err := filepath.Abs(p)
+		if err != nil {
+			return "", err
+		}
+		// Resolve the longest existing prefix; the rest does not exist yet.
+		rest := ""
+		for {
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				return filepath.Join(r, rest), nil
+			}
+			parent := filepath.Dir(p)
+			if parent == p {
+				return filepath.Join(p, rest), nil
+			}
+			rest = filepath.Join(filepath.Base(p), rest)
+			p = parent
+		}
+	}
+	a, err := resolve(path)
+	if err != nil {
+		return false, err
+	}
+	b, err := resolve(dir)
+	if err != nil {
+		return false, err
+	}
+	rel, err := filepath.Rel(b, a)
+	if err != nil {
+		return false, nil
+	}
+	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../")), nil
 }
 
 // reportProgress calls opts.Progress periodically until the returned stop

@@ -140,6 +140,14 @@ func TestBadInput(t *testing.T) {
 		{"unknown compressor", good, []string{"--compressor", "gzip"}, "unknown compressor"},
 		{"socket", withSocket, nil, "socket"},
 	}
+	inSource := filepath.Join(good, "out")
+	r := run(t, nil, "build", "--source-dir", good, "--output-dir", inSource)
+	if r.code == 0 || !strings.Contains(r.stderr, "inside the source directory") {
+		t.Errorf("output inside the source: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(inSource); !os.IsNotExist(err) {
+		t.Errorf("output directory inside the source was created (%v)", err)
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")
