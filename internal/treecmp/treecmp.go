@@ -101,17 +101,7 @@ func Compare(want, got string, opts Options) ([]Diff, error) {
 	c := &comparer{opts: opts}
 	c.hardlinks(wt, gt)
 
-	paths := make([]string, 0, len(wt))
-	for p := range wt {
-		paths = append(paths, p)
-	}
-	for p := range gt {
-		if _, ok := wt[p]; !ok {
-			paths = append(paths, p)
-		}
-	}
-	slices.Sort(paths)
-	for _, p := range paths {
+	for _, p := range sortedKeys(wt, gt) {
 		w, g := wt[p], gt[p]
 		switch {
 		case g == nil:
@@ -254,17 +244,7 @@ func (c *comparer) xattrs(p string, w, g *entry) error {
 		delete(wx, name)
 		delete(gx, name)
 	}
-	names := make([]string, 0, len(wx)+len(gx))
-	for n := range wx {
-		names = append(names, n)
-	}
-	for n := range gx {
-		if _, ok := wx[n]; !ok {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range sortedKeys(wx, gx) {
 		wv, wok := wx[n]
 		gv, gok := gx[n]
 		if wok && gok && wv == gv {
@@ -439,4 +419,19 @@ func typeName(t uint32) string {
 		return "block device"
 	}
 	return fmt.Sprintf("unknown(%#o)", t)
+}
+
+// sortedKeys returns the keys present in a or b, sorted.
+func sortedKeys[V any](a, b map[string]V) []string {
+	keys := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
