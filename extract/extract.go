@@ -124,7 +124,7 @@ func (img *Image) BlobViews(ctx context.Context, dir string) ([]string, error) {
 
 func (img *Image) needBlobs() error {
 	if len(img.Blobs) != len(img.Boot.Blobs) {
-		return fmt.Errorf("the bootstrap references %d blob(s): give the directory holding them", len(img.Boot.Blobs))
+		return fmt.Errorf("the bootstrap references %d blob(s) but no blob directory was given (--blob-dir)", len(img.Boot.Blobs))
 	}
 	return nil
 }

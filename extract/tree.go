@@ -20,17 +20,39 @@ type TreeOptions struct {
 
 // Tree writes the image's file tree into dst, which must not exist or be
 // empty: contents (holes kept sparse), modes, owners (opts.Owner), mtimes,
-// xattrs, symlinks, devices, fifos and hardlinks.
-func (img *Image) Tree(ctx context.Context, dst string, opts TreeOptions) error {
+// xattrs, symlinks, devices, fifos and hardlinks. The tree is extracted
+// beside dst and renamed into place only when complete.
+func (img *Image) Tree(ctx context.Context, dst string, opts TreeOptions) (err error) {
 	if err := img.needBlobs(); err != nil {
 		return err
 	}
 	if ents, err := os.ReadDir(dst); err == nil && len(ents) > 0 {
 		return fmt.Errorf("destination %s is not empty", dst)
 	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	parent := filepath.Dir(filepath.Clean(dst))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
+	tmp, err := os.MkdirTemp(parent, ".nydusify-unpack-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := img.extractTree(ctx, tmp, opts); err != nil {
+		return err
+	}
+	// rename(2) replaces an empty directory.
+	if err := os.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("placing the extracted tree: %w", err)
+	}
+	return nil
+}
+
+func (img *Image) extractTree(ctx context.Context, dst string, opts TreeOptions) error {
 	rd := img.Boot
 	links := map[uint64]string{} // nid of a regular file → first path extracted
 	type dirMeta struct {

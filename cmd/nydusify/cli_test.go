@@ -113,6 +113,13 @@ func TestBuildInspectUnpack(t *testing.T) {
 	if r = run(t, nil, "inspect", boot, "--blob-dir", out); r.code == 0 || !strings.Contains(r.stderr, "corrupt") {
 		t.Errorf("inspect of a corrupted blob: code %d stderr %q", r.code, r.stderr)
 	}
+	dst2 := filepath.Join(t.TempDir(), "unpacked")
+	if r = run(t, nil, "unpack", boot, "--blob-dir", out, "--output", dst2); r.code == 0 || !strings.Contains(r.stderr, "corrupt") {
+		t.Errorf("unpack of a corrupted blob: code %d stderr %q", r.code, r.stderr)
+	}
+	if ents, err := os.ReadDir(filepath.Dir(dst2)); err != nil || len(ents) != 0 {
+		t.Errorf("failed unpack left %d entries behind (%v)", len(ents), err)
+	}
 }
 
 // TestBadInput: every bad input exits non-zero with a message saying what is
