@@ -59,11 +59,14 @@ type blobWriter struct {
 	digester   rafs.Digester
 	chunkSize  uint64
 
-	f    *os.File
-	bw   *bufio.Writer
-	hash hash.Hash // blob id: every byte but the digest array payload (§2.9)
-	pos  uint64
-	uend uint64 // end of the last chunk in the uncompressed view
+	f          *os.File
+	bw         *bufio.Writer
+	hash       hash.Hash // blob id: every byte but the digest array payload (§2.9)
+	fileHash   hash.Hash // layer blobs: sha256 of the whole file; nil otherwise
+	inlineMeta bool      // the blob will carry its bootstrap (INLINED_FS_META)
+	toc        []byte    // TOC entries so far
+	pos        uint64
+	uend       uint64 // end of the last chunk in the uncompressed view
 
 	chunks    []*chunkRec // by chunk-info index
 	dedup     map[dedupKey]*chunkRec
@@ -88,7 +91,9 @@ type blobStats struct {
 	dataBytes   uint64 // file bytes read
 }
 
-func newBlobWriter(f *os.File, opts *Options) *blobWriter {
+// newBlobWriter starts the chunk pipeline writing to f. A layer blob carries
+// its own bootstrap and is also hashed whole, for its registry digest.
+func newBlobWriter(f *os.File, opts *Options, layer bool) *blobWriter {
 	workers := opts.workers()
 	depth := 2*workers + 2
 	b := &blobWriter{
@@ -102,7 +107,12 @@ func newBlobWriter(f *os.File, opts *Options) *blobWriter {
 		order:      make(chan *job, depth),
 		writerD:    make(chan struct{}),
 	}
-	b.bw = bufio.NewWriterSize(io.MultiWriter(f, b.hash), 1<<20)
+	w := io.MultiWriter(f, b.hash)
+	if layer {
+		b.inlineMeta, b.fileHash = true, sha256.New()
+		w = io.MultiWriter(f, b.hash, b.fileHash)
+	}
+	b.bw = bufio.NewWriterSize(w, 1<<20)
 	cs := int(b.chunkSize)
 	b.bufs.New = func() any { return make([]byte, cs) }
 	b.outs.New = func() any { return make([]byte, 0, cs+cs/64+64) }
@@ -255,27 +265,27 @@ func (b *blobWriter) drain() error {
 type blobResult struct {
 	entry rafs.BlobEntry
 	stats blobStats
+	// meta is the uncompressed chunk-info array padded to 4 KiB plus the meta
+	// header: nydusd's `<blob id>.blob.meta` file, shipped in the bootstrap
+	// layer of converted images.
+	meta []byte
+	// digest is the sha256 of the whole blob file (layer blobs only): its
+	// registry digest and its id in a merged bootstrap.
+	digest string
 }
 
-// finish writes the blob trailer in the blob-toc layout (§2.1):
-// chunks ‖ T(image.blob) ‖ ci ‖ header ‖ T(blob.meta) ‖ digests ‖
-// T(blob.digest) ‖ toc ‖ T(rafs.blob.toc). It returns nil when no chunk was
-// written: such a build has no blob at all.
-func (b *blobWriter) finish() (*blobResult, error) {
+// finishData ends the chunk stream and writes the chunk trailer of the
+// blob-toc layout (§2.1): T(image.blob) ‖ ci ‖ header ‖ T(blob.meta) ‖
+// digests ‖ T(blob.digest), with their TOC entries. Without chunks it writes
+// nothing and the result has no chunk-info fields.
+func (b *blobWriter) finishData() (*blobResult, error) {
 	if err := b.drain(); err != nil {
 		return nil, err
 	}
+	res := &blobResult{stats: b.stats}
 	if len(b.chunks) == 0 {
-		return nil, nil
+		return res, nil
 	}
-	var toc []byte
-	addTOC := func(name string, c rafs.Compressor, content []byte, off, csize uint64) {
-		toc = rafs.AppendTOCEntry(toc, rafs.TOCEntry{
-			Flags: c.TOCFlag(), Name: name, Digest: sha256.Sum256(content),
-			CompressedOffset: off, CompressedSize: csize, UncompressedSize: uint64(len(content)),
-		})
-	}
-
 	dataSize := b.pos
 	if err := b.write(rafs.TarHeader(rafs.TOCImageBlob, dataSize)); err != nil {
 		return nil, err
@@ -288,7 +298,7 @@ func (b *blobWriter) finish() (*blobResult, error) {
 	var imageBlobDigest [32]byte
 	copy(imageBlobDigest[:], b.hash.Sum(nil))
 	usize := rafs.AlignUp(b.uend, rafs.BlockSize)
-	toc = rafs.AppendTOCEntry(toc, rafs.TOCEntry{
+	b.toc = rafs.AppendTOCEntry(b.toc, rafs.TOCEntry{
 		Flags: rafs.CompressNone.TOCFlag(), Name: rafs.TOCImageBlob, Digest: imageBlobDigest,
 		CompressedOffset: 0, CompressedSize: dataSize, UncompressedSize: usize,
 	})
@@ -311,6 +321,9 @@ func (b *blobWriter) finish() (*blobResult, error) {
 		ciCompressor = b.compressor
 	}
 	features := rafs.BlobAligned | rafs.BlobInlinedChunkDigest | rafs.BlobHasTarHeader | rafs.BlobHasTOC | rafs.BlobCapTarTOC
+	if b.inlineMeta {
+		features |= rafs.BlobInlinedFsMeta
+	}
 	ciOff := b.pos
 	header := (&rafs.BlobMetaHeader{
 		Features: features, CICompressor: ciCompressor, CIEntries: uint32(len(b.chunks)),
@@ -321,8 +334,9 @@ func (b *blobWriter) finish() (*blobResult, error) {
 			return nil, err
 		}
 	}
-	addTOC(rafs.TOCBlobMeta, ciCompressor, ci, ciOff, uint64(len(ciStored)))
-	addTOC(rafs.TOCBlobMetaHeader, rafs.CompressNone, header, ciOff+uint64(len(ciStored)), uint64(len(header)))
+	b.addTOC(rafs.TOCBlobMeta, ciCompressor, ci, ciOff, uint64(len(ciStored)))
+	b.addTOC(rafs.TOCBlobMetaHeader, rafs.CompressNone, header, ciOff+uint64(len(ciStored)), uint64(len(header)))
+	res.meta = append(append(ci, make([]byte, rafs.AlignUp(uint64(len(ci)), rafs.BlockSize)-uint64(len(ci)))...), header...)
 
 	// The digest array bypasses the blob-id hash (§2.9).
 	if err := b.bw.Flush(); err != nil {
@@ -332,39 +346,88 @@ func (b *blobWriter) finish() (*blobResult, error) {
 	if _, err := b.f.Write(digests); err != nil {
 		return nil, fmt.Errorf("writing blob: %w", err)
 	}
+	if b.fileHash != nil {
+		b.fileHash.Write(digests)
+	}
 	b.pos += uint64(len(digests))
-	addTOC(rafs.TOCBlobDigest, rafs.CompressNone, digests, digestOff, uint64(len(digests)))
+	b.addTOC(rafs.TOCBlobDigest, rafs.CompressNone, digests, digestOff, uint64(len(digests)))
 	if err := b.write(rafs.TarHeader(rafs.TOCBlobDigest, uint64(len(digests)))); err != nil {
 		return nil, err
 	}
+	res.entry = rafs.BlobEntry{
+		ChunkSize:          uint32(b.chunkSize),
+		ChunkCount:         uint32(len(b.chunks)),
+		Compressor:         b.compressor,
+		Digester:           b.digester,
+		Features:           features,
+		CompressedSize:     b.pos,
+		UncompressedSize:   usize,
+		MetaCompressor:     ciCompressor,
+		MetaOffset:         ciOff,
+		MetaCompressedSize: uint64(len(ciStored)),
+		MetaSize:           uint64(len(ci)),
+	}
+	return res, nil
+}
 
-	tocHeader := rafs.TarHeader(rafs.TOCName, uint64(len(toc)))
-	tocDigest := sha256.Sum256(append(append([]byte{}, toc...), tocHeader...))
-	for _, p := range [][]byte{toc, tocHeader} {
+func (b *blobWriter) addTOC(name string, c rafs.Compressor, content []byte, off, csize uint64) {
+	b.toc = rafs.AppendTOCEntry(b.toc, rafs.TOCEntry{
+		Flags: c.TOCFlag(), Name: name, Digest: sha256.Sum256(content),
+		CompressedOffset: off, CompressedSize: csize, UncompressedSize: uint64(len(content)),
+	})
+}
+
+// appendBootstrap inlines a layer's bootstrap, zstd-compressed unless that
+// does not shrink it, followed by its tar header (§2.1).
+func (b *blobWriter) appendBootstrap(boot []byte) error {
+	stored, ok, err := rafs.CompressZstd.Compress(nil, boot)
+	if err != nil {
+		return fmt.Errorf("compressing bootstrap: %w", err)
+	}
+	c := rafs.CompressNone
+	if ok {
+		c = rafs.CompressZstd
+	}
+	off := b.pos
+	if err := b.write(stored); err != nil {
+		return err
+	}
+	b.addTOC(rafs.TOCImageBoot, c, boot, off, uint64(len(stored)))
+	return b.write(rafs.TarHeader(rafs.TOCImageBoot, uint64(len(stored))))
+}
+
+// finishTOC ends the blob with its table of contents and fills in the final
+// size, TOC and id fields of res.
+func (b *blobWriter) finishTOC(res *blobResult) error {
+	tocHeader := rafs.TarHeader(rafs.TOCName, uint64(len(b.toc)))
+	tocDigest := sha256.Sum256(append(append([]byte{}, b.toc...), tocHeader...))
+	for _, p := range [][]byte{b.toc, tocHeader} {
 		if err := b.write(p); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := b.bw.Flush(); err != nil {
-		return nil, fmt.Errorf("writing blob: %w", err)
+		return fmt.Errorf("writing blob: %w", err)
 	}
-	return &blobResult{
-		entry: rafs.BlobEntry{
-			BlobID:             hex.EncodeToString(b.hash.Sum(nil)),
-			ChunkSize:          uint32(b.chunkSize),
-			ChunkCount:         uint32(len(b.chunks)),
-			Compressor:         b.compressor,
-			Digester:           b.digester,
-			Features:           features,
-			CompressedSize:     b.pos,
-			UncompressedSize:   usize,
-			TOCSize:            uint32(len(toc) + len(tocHeader)),
-			MetaCompressor:     ciCompressor,
-			MetaOffset:         ciOff,
-			MetaCompressedSize: uint64(len(ciStored)),
-			MetaSize:           uint64(len(ci)),
-			TOCDigest:          tocDigest,
-		},
-		stats: b.stats,
-	}, nil
+	res.entry.BlobID = hex.EncodeToString(b.hash.Sum(nil))
+	res.entry.CompressedSize = b.pos
+	res.entry.TOCSize = uint32(len(b.toc) + len(tocHeader))
+	res.entry.TOCDigest = tocDigest
+	if b.fileHash != nil {
+		res.digest = hex.EncodeToString(b.fileHash.Sum(nil))
+	}
+	return nil
+}
+
+// finish completes a directory build's blob: chunk trailer, then TOC. It
+// returns nil when no chunk was written: such a build has no blob at all.
+func (b *blobWriter) finish() (*blobResult, error) {
+	res, err := b.finishData()
+	if err != nil || res.entry.ChunkCount == 0 {
+		return nil, err
+	}
+	if err := b.finishTOC(res); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

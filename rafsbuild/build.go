@@ -164,7 +164,7 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 	if err != nil {
 		return nil, err
 	}
-	bw := newBlobWriter(blobFile, &opts)
+	bw := newBlobWriter(blobFile, &opts, false)
 	stopProgress := reportProgress(&opts, lay.order, bw)
 	err = readDirData(ctx, src, lay.order, bw)
 	stopProgress()
