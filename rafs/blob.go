@@ -130,7 +130,9 @@ func OpenBlob(r io.ReaderAt, size int64, e BlobEntry, digests [][32]byte) (*Blob
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", e.BlobID, err)
 	}
-	if h.Features != e.Features || h.CICompressor != e.MetaCompressor || h.CIEntries != e.ChunkCount ||
+	// Features may differ: merged bootstraps clear INLINED_FS_META while the
+	// blob's own header keeps it.
+	if h.CICompressor != e.MetaCompressor || h.CIEntries != e.ChunkCount ||
 		h.CIOffset != e.MetaOffset || h.CICompressedSize != e.MetaCompressedSize || h.CISize != e.MetaSize {
 		return nil, corruptf("blob %s meta header disagrees with the blob table", e.BlobID)
 	}

@@ -140,6 +140,7 @@ func (b *blobWriter) err() error {
 func (b *blobWriter) addFile(ctx context.Context, name string, fd *fileData, r io.Reader) error {
 	n := (fd.size + b.chunkSize - 1) / b.chunkSize
 	fd.chunks = make([]*chunkRec, n)
+	fd.blob = b
 	for i := range n {
 		if err := b.err(); err != nil {
 			return err

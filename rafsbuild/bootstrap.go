@@ -14,6 +14,12 @@ type bootstrapParams struct {
 	flags     rafs.SuperFlags
 	chunkSize uint64
 	blobs     []rafs.BlobEntry
+	blobIndex map[*blobWriter]uint32 // position in blobs of each chunk source
+}
+
+type chunkKey struct {
+	digest [32]byte
+	blob   uint32
 }
 
 // writeBootstrap serialises a laid-out tree into a RAFS v6 bootstrap (§1.1):
@@ -43,11 +49,11 @@ func writeBootstrap(t *tree, lay *layoutResult, p *bootstrapParams) ([]byte, err
 
 	// Inodes, in BFS order: positions are fixed, the order only decides which
 	// path's file offset a shared chunk-table record keeps (§1.13).
-	chunkTable := map[dedupKey]rafs.ChunkInfo{}
+	chunkTable := map[chunkKey]rafs.ChunkInfo{}
 	var werr error
 	t.walkBFS(func(n *node) {
 		if werr == nil {
-			werr = writeNode(buf, metaAddr, n, p.chunkSize, chunkTable)
+			werr = writeNode(buf, metaAddr, n, p, chunkTable)
 		}
 	})
 	if werr != nil {
@@ -109,12 +115,11 @@ func (n *node) mode() uint16 { return uint16(n.entry.Mode) }
 
 // writeNode writes n's inode, xattrs and data (dirents, symlink target or
 // chunk indexes) into buf, and records its chunks in the chunk table.
-func writeNode(buf []byte, metaAddr uint64, n *node, chunkSize uint64, table map[dedupKey]rafs.ChunkInfo) error {
+func writeNode(buf []byte, metaAddr uint64, n *node, p *bootstrapParams, table map[chunkKey]rafs.ChunkInfo) error {
 	if n.primary != nil {
 		// A hardlink: its inode is the first path's; only the chunk table
 		// sees it again, as upstream dumps every path.
-		addChunks(n, chunkSize, table)
-		return nil
+		return addChunks(n, p, table)
 	}
 	e := &n.entry
 	ino := rafs.Inode{
@@ -131,13 +136,16 @@ func writeNode(buf []byte, metaAddr uint64, n *node, chunkSize uint64, table map
 	case n.isSymlink():
 		data = []byte(e.Target)
 	case n.isReg():
-		ino.U = chunkFormat(n, chunkSize)
+		ino.U = chunkFormat(n, p.chunkSize)
 		idx := buf[rafs.AlignUp(body, rafs.ChunkAddrSize):]
+		blob := p.blobIndex[n.data.blob]
 		for i, c := range n.data.chunks {
-			a := rafs.ChunkAddr{BlobIndex: 0, CIIndex: c.ciIndex, BlkAddr: uint32(c.uoff / rafs.BlockSize)}
+			a := rafs.ChunkAddr{BlobIndex: uint8(blob), CIIndex: c.ciIndex, BlkAddr: uint32(c.uoff / rafs.BlockSize)}
 			a.MarshalTo(idx[i*rafs.ChunkAddrSize:])
 		}
-		addChunks(n, chunkSize, table)
+		if err := addChunks(n, p, table); err != nil {
+			return err
+		}
 	default:
 		ino.U = e.Rdev
 	}
@@ -155,19 +163,27 @@ func writeNode(buf []byte, metaAddr uint64, n *node, chunkSize uint64, table map
 	return nil
 }
 
-func addChunks(n *node, chunkSize uint64, table map[dedupKey]rafs.ChunkInfo) {
+func addChunks(n *node, p *bootstrapParams, table map[chunkKey]rafs.ChunkInfo) error {
+	if len(n.data.chunks) == 0 {
+		return nil
+	}
+	blob, ok := p.blobIndex[n.data.blob]
+	if !ok || int(blob) >= len(p.blobs) {
+		return fmt.Errorf("internal error: %s references a blob missing from the blob table", n.entry.Path)
+	}
 	for i, c := range n.data.chunks {
 		flags := rafs.ChunkHasCRC32
 		if c.compressed {
 			flags |= rafs.ChunkCompressed
 		}
-		table[dedupKey{c.digest, 0}] = rafs.ChunkInfo{
-			Digest: c.digest, BlobIndex: 0, Flags: flags,
+		table[chunkKey{c.digest, blob}] = rafs.ChunkInfo{
+			Digest: c.digest, BlobIndex: blob, Flags: flags,
 			CompressedSize: c.csize, UncompressedSize: c.usize,
 			CompressedOffset: c.coff, UncompressedOffset: c.uoff,
-			FileOffset: uint64(i) * chunkSize, Index: c.ciIndex, CRC32: c.crc,
+			FileOffset: uint64(i) * p.chunkSize, Index: c.ciIndex, CRC32: c.crc,
 		}
 	}
+	return nil
 }
 
 // chunkFormat returns i_u of a regular file: the EROFS chunk size bits plus

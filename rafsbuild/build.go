@@ -42,6 +42,9 @@ type Options struct {
 	Progress func(Progress)
 	// ProgressInterval defaults to one second.
 	ProgressInterval time.Duration
+	// Warn, if set, receives messages about input that was skipped, such
+	// as xattrs EROFS cannot store in a layer tar.
+	Warn func(string)
 }
 
 // Progress reports how much file data a build has read.
@@ -181,6 +184,7 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 	params := &bootstrapParams{
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag(),
 		chunkSize: uint64(opts.ChunkSize),
+		blobIndex: map[*blobWriter]uint32{bw: 0},
 	}
 	res := &Result{
 		FsVersion: "6", Compressor: opts.Compressor.String(), Digester: opts.Digester.String(),

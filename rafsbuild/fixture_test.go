@@ -15,6 +15,9 @@ const (
 	fixtureBlob = "../testdata/nydus/blobs/be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef"
 )
 
+// fixtureBlobWriter stands for the fixture's one blob.
+var fixtureBlobWriter = &blobWriter{}
+
 // TestRebuildUpstreamBootstrap rebuilds upstream's rafs-v6-2.2.boot from its
 // tree (entries and chunk records read off the fixture) with our layout
 // engine and serialiser, and compares every byte. The fixture predates v2.4,
@@ -67,6 +70,7 @@ func TestRebuildUpstreamBootstrap(t *testing.T) {
 		if err != nil || !n.IsReg() {
 			return err
 		}
+		nd.data.blob = fixtureBlobWriter
 		addrs, err := rd.Chunks(n)
 		if err != nil {
 			return err
@@ -94,6 +98,7 @@ func TestRebuildUpstreamBootstrap(t *testing.T) {
 		flags:     rafs.FlagCompressionZstd | rafs.FlagHashBlake3,
 		chunkSize: uint64(rd.ChunkSize),
 		blobs:     rd.Blobs,
+		blobIndex: map[*blobWriter]uint32{fixtureBlobWriter: 0},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -37,10 +37,13 @@ var ErrUnsupported = errors.New("unsupported input")
 
 // node is one path of the tree being built, with its layout once computed.
 type node struct {
-	name     string
-	entry    Entry
-	parent   *node // the root is its own parent
-	children []*node
+	name   string
+	entry  Entry
+	parent *node // the root is its own parent
+	// synthetic marks directories the builder made up (the root of a tar
+	// without one, missing parents): they carry no metadata to overlay.
+	synthetic bool
+	children  []*node
 
 	data *fileData // regular files: content, shared by hardlinked paths
 
@@ -60,7 +63,8 @@ type node struct {
 type fileData struct {
 	size   uint64
 	chunks []chunkRef
-	shared bool // named by more than one path (hardlinks)
+	blob   *blobWriter // the blob holding the chunks
+	shared bool        // named by more than one path (hardlinks)
 }
 
 func (n *node) isDir() bool     { return n.entry.Mode&rafs.ModeFmt == rafs.ModeDir }
@@ -75,7 +79,7 @@ type tree struct {
 }
 
 func newTree() *tree {
-	root := &node{entry: Entry{Mode: rafs.ModeDir | 0o755}}
+	root := &node{entry: Entry{Mode: rafs.ModeDir | 0o755}, synthetic: true}
 	root.parent = root
 	return &tree{root: root, dirs: map[string]*node{"": root}, links: map[LinkKey]*fileData{}}
 }
@@ -109,7 +113,7 @@ func (t *tree) add(e Entry) (*node, error) {
 		if e.Mode&rafs.ModeFmt != rafs.ModeDir {
 			return nil, fmt.Errorf("%w: the root is not a directory", ErrUnsupported)
 		}
-		t.root.entry = e
+		t.root.entry, t.root.synthetic = e, false
 		return t.root, nil
 	}
 	dir, name := path.Split(e.Path)

@@ -1,0 +1,318 @@
+package rafsbuild
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/nydus-go/nydusify/rafs"
+)
+
+// Layer is one OCI layer converted to a Nydus blob that carries its own
+// bootstrap, as `nydus-image create --type tar-rafs --blob-inline-meta
+// --features blob-toc --whiteout-spec none` writes it. Whiteout markers stay
+// ordinary empty files here; Merge consumes them.
+type Layer struct {
+	tree *tree
+	bw   *blobWriter
+	blob *blobResult
+
+	// Digest is the sha256 (hex) of the blob file: its registry digest and
+	// its blob id in a merged bootstrap.
+	Digest string
+	Size   int64
+	// BlobMeta is nydusd's `<blob id>.blob.meta` for this blob (chunk info
+	// padded to 4 KiB plus the meta header), nil when the layer has no data.
+	BlobMeta []byte
+	Stats    LayerStats
+}
+
+// LayerStats counts what a layer conversion did.
+type LayerStats struct {
+	Entries     int    `json:"entries"`
+	DataBytes   uint64 `json:"data_bytes"`
+	Chunks      uint64 `json:"chunks"`
+	DedupChunks uint64 `json:"dedup_chunks"`
+	DedupBytes  uint64 `json:"dedup_bytes"`
+	BlobChunks  uint32 `json:"blob_chunks"`
+}
+
+// inlineBlobID is the placeholder id a bootstrap inlined in its own blob
+// records (§2.9): the blob's name is not known while it is being written.
+var inlineBlobID = strings.Repeat("x", 64)
+
+// ErrPathEscape is wrapped by errors about tar entries that would land
+// outside the image root.
+var ErrPathEscape = errors.New("path escapes the image root")
+
+// BuildLayer streams the uncompressed layer tar r into blob: chunk data as
+// entries arrive (tar order), then the chunk trailer, the layer's bootstrap
+// and the TOC. Memory is bounded by chunk size × queue depth plus per-entry
+// metadata. Tar semantics: PAX/GNU long names, hardlinks (to regular files
+// earlier in the layer), symlinks, devices, fifos, SCHILY.xattr records,
+// sparse files, "./" and "/" prefixes, later duplicates replacing earlier
+// ones. Names with ".." components are refused.
+func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options) (*Layer, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	t := newTree()
+	t.root.entry.Mtime = 0
+	bw := newBlobWriter(blob, &opts, true)
+	l := &Layer{tree: t, bw: bw}
+	if err := l.readTar(ctx, tar.NewReader(r), &opts); err != nil {
+		bw.drain()
+		return nil, err
+	}
+	res, err := bw.finishData()
+	if err != nil {
+		return nil, err
+	}
+	l.blob = res
+	params := &bootstrapParams{
+		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag(),
+		chunkSize: uint64(opts.ChunkSize),
+		blobIndex: map[*blobWriter]uint32{bw: 0},
+	}
+	if res.entry.ChunkCount > 0 {
+		e := res.entry
+		e.BlobID = inlineBlobID
+		params.blobs = []rafs.BlobEntry{e}
+	}
+	sortChildren(t.root)
+	lay, err := layout(t, uint64(opts.ChunkSize))
+	if err != nil {
+		return nil, err
+	}
+	boot, err := writeBootstrap(t, lay, params)
+	if err != nil {
+		return nil, err
+	}
+	if err := bw.appendBootstrap(boot); err != nil {
+		return nil, err
+	}
+	if err := bw.finishTOC(res); err != nil {
+		return nil, err
+	}
+	l.Digest, l.Size, l.BlobMeta = res.digest, int64(res.entry.CompressedSize), res.meta
+	l.Stats = LayerStats{
+		Entries: int(lay.inodes), DataBytes: res.stats.dataBytes, Chunks: res.stats.chunks,
+		DedupChunks: res.stats.dedupChunks, DedupBytes: res.stats.dedupBytes, BlobChunks: res.entry.ChunkCount,
+	}
+	return l, nil
+}
+
+// cleanTarPath maps a tar entry name to a tree path ("" is the root).
+func cleanTarPath(name string) (string, error) {
+	for _, part := range strings.Split(name, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("tar entry %q: %w", name, ErrPathEscape)
+		}
+	}
+	p := strings.Trim(path.Clean("/"+name), "/")
+	return p, nil
+}
+
+func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, opts *Options) error {
+	t := l.tree
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading layer tar: %w", err)
+		}
+		p, err := cleanTarPath(hdr.Name)
+		if err != nil {
+			return err
+		}
+		e, err := tarEntry(hdr, p, opts)
+		if err != nil {
+			return err
+		}
+		if e == nil {
+			continue
+		}
+		if p != "" {
+			if err := t.ensureParents(p); err != nil {
+				return err
+			}
+		}
+		if hdr.Typeflag == tar.TypeLink {
+			target, err := cleanTarPath(hdr.Linkname)
+			if err != nil {
+				return err
+			}
+			if err := t.addHardlink(*e, target); err != nil {
+				return err
+			}
+			continue
+		}
+		n, err := t.replace(*e)
+		if err != nil {
+			return err
+		}
+		if n.isReg() && n.data.size > 0 {
+			if err := l.bw.addFile(ctx, hdr.Name, n.data, tr); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// tarEntry converts a tar header; it returns nil for entries that carry no
+// file (PAX global headers).
+func tarEntry(hdr *tar.Header, p string, opts *Options) (*Entry, error) {
+	e := &Entry{
+		Path: p, Mode: uint32(hdr.Mode) & 0o7777, UID: uint32(hdr.Uid), GID: uint32(hdr.Gid),
+		Mtime: hdr.ModTime.Unix(),
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeLink:
+		e.Mode |= rafs.ModeReg
+		if hdr.Typeflag != tar.TypeLink {
+			e.Size = uint64(hdr.Size)
+		}
+	case tar.TypeDir:
+		e.Mode |= rafs.ModeDir
+	case tar.TypeSymlink:
+		e.Mode |= rafs.ModeLnk
+		e.Target = hdr.Linkname
+	case tar.TypeChar, tar.TypeBlock:
+		e.Mode |= rafs.ModeChr
+		if hdr.Typeflag == tar.TypeBlock {
+			e.Mode = e.Mode&^rafs.ModeFmt | rafs.ModeBlk
+		}
+		e.Rdev = rafs.EncodeRdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+	case tar.TypeFifo:
+		e.Mode |= rafs.ModeFifo
+	case tar.TypeXGlobalHeader:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("%w: tar entry %q has type %q", ErrUnsupported, hdr.Name, hdr.Typeflag)
+	}
+	if p == "" && e.Mode&rafs.ModeFmt != rafs.ModeDir {
+		return nil, fmt.Errorf("%w: tar entry %q names the root but is not a directory", ErrUnsupported, hdr.Name)
+	}
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok {
+			continue
+		}
+		x := []rafs.Xattr{{Name: name, Value: []byte(v)}}
+		if _, err := rafs.XattrAreaSize(x); err != nil {
+			if opts.Warn != nil {
+				opts.Warn(fmt.Sprintf("%s: skipping xattr: %v", hdr.Name, err))
+			}
+			continue
+		}
+		e.Xattrs = append(e.Xattrs, x[0])
+	}
+	slices.SortFunc(e.Xattrs, func(a, b rafs.Xattr) int { return strings.Compare(a.Name, b.Name) })
+	return e, nil
+}
+
+// ensureParents creates missing ancestors of p as upstream does: mode 0755,
+// owner 0, mtime 0.
+func (t *tree) ensureParents(p string) error {
+	dir := path.Dir(p)
+	if dir == "." {
+		return nil
+	}
+	if n, ok := t.dirs[dir]; ok && n.isDir() {
+		return nil
+	}
+	if err := t.ensureParents(dir); err != nil {
+		return err
+	}
+	n, err := t.replace(Entry{Path: dir, Mode: rafs.ModeDir | 0o755})
+	if err == nil {
+		n.synthetic = true
+	}
+	return err
+}
+
+// replace inserts e, replacing any existing node at its path: a directory
+// over a directory only takes the new metadata and keeps its children; any
+// other replacement drops the old node (and a directory's subtree).
+func (t *tree) replace(e Entry) (*node, error) {
+	if e.Path == "" {
+		return t.add(e)
+	}
+	dir, name := path.Split(e.Path)
+	parent := t.dirs[strings.TrimSuffix(dir, "/")]
+	if parent == nil {
+		return nil, fmt.Errorf("adding %s: parent directory missing", e.Path)
+	}
+	if old := parent.child(name); old != nil {
+		if old.isDir() && e.Mode&rafs.ModeFmt == rafs.ModeDir {
+			if err := validateEntry(&e); err != nil {
+				return nil, err
+			}
+			old.entry, old.synthetic = e, false
+			return old, nil
+		}
+		t.removeChild(parent, old)
+	}
+	return t.add(e)
+}
+
+func (n *node) child(name string) *node {
+	for _, c := range n.children {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// removeChild unlinks c from parent and forgets c's subtree directories.
+func (t *tree) removeChild(parent, c *node) {
+	parent.children = slices.DeleteFunc(parent.children, func(x *node) bool { return x == c })
+	var forget func(n *node)
+	forget = func(n *node) {
+		if n.isDir() {
+			delete(t.dirs, n.entry.Path)
+			for _, k := range n.children {
+				forget(k)
+			}
+		}
+	}
+	forget(c)
+}
+
+// addHardlink adds e as another path of the regular file at target, which
+// must be earlier in the same layer. Links to other types become
+// independent copies, as RAFS only models regular-file hardlinks.
+func (t *tree) addHardlink(e Entry, target string) error {
+	dir, name := path.Split(target)
+	parent := t.dirs[strings.TrimSuffix(dir, "/")]
+	var tn *node
+	if parent != nil {
+		tn = parent.child(name)
+	}
+	if tn == nil || target == "" {
+		return fmt.Errorf("%w: hardlink %s points to %q, which is not earlier in this layer", ErrUnsupported, e.Path, target)
+	}
+	link := tn.entry
+	link.Path = e.Path
+	n, err := t.replace(link)
+	if err != nil {
+		return err
+	}
+	if n.isReg() {
+		tn.data.shared = true
+		n.data = tn.data
+	}
+	return nil
+}
