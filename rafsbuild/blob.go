@@ -19,6 +19,7 @@ import (
 // chunkRec is one chunk written to the blob; deduplicated chunks of other
 // files point at the same record.
 type chunkRec struct {
+	blob       *blobWriter // the blob holding the chunk
 	digest     [32]byte
 	crc        uint32
 	ciIndex    uint32
@@ -70,7 +71,9 @@ type blobWriter struct {
 
 	chunks    []*chunkRec // by chunk-info index
 	dedup     map[dedupKey]*chunkRec
-	committed sync.Map // dedupKey → true once written; read by workers
+	dict      *ChunkDict  // chunks of other blobs to reuse; read-only while writing
+	final     *blobResult // set once the blob is complete
+	committed sync.Map    // dedupKey → true once written; read by workers
 
 	work    chan *job
 	order   chan *job
@@ -86,7 +89,8 @@ type blobWriter struct {
 
 type blobStats struct {
 	chunks      uint64 // chunks cut from file contents
-	dedupChunks uint64 // of which were already in the blob
+	dedupChunks uint64 // of which were already stored (this blob or the dict)
+	dictChunks  uint64 // of which were stored in a lower layer's blob
 	dedupBytes  uint64
 	dataBytes   uint64 // file bytes read
 }
@@ -140,7 +144,6 @@ func (b *blobWriter) err() error {
 func (b *blobWriter) addFile(ctx context.Context, name string, fd *fileData, r io.Reader) error {
 	n := (fd.size + b.chunkSize - 1) / b.chunkSize
 	fd.chunks = make([]*chunkRec, n)
-	fd.blob = b
 	for i := range n {
 		if err := b.err(); err != nil {
 			return err
@@ -172,7 +175,8 @@ func (b *blobWriter) worker() {
 	for j := range b.work {
 		j.digest = b.digester.Sum(j.data)
 		j.crc = rafs.CRC32C(j.data)
-		if _, ok := b.committed.Load(dedupKey{j.digest, len(j.data)}); ok {
+		key := dedupKey{j.digest, len(j.data)}
+		if _, ok := b.committed.Load(key); ok || b.dict.has(key) {
 			j.skipped = true
 		} else if b.compressor != rafs.CompressNone {
 			dst := b.outs.Get().([]byte)
@@ -212,7 +216,13 @@ func (b *blobWriter) writer() {
 func (b *blobWriter) commit(j *job) error {
 	key := dedupKey{j.digest, len(j.data)}
 	b.stats.chunks++
-	if rec, ok := b.dedup[key]; ok {
+	rec, ok := b.dedup[key]
+	if !ok && b.dict != nil {
+		if rec, ok = b.dict.chunks[key]; ok {
+			b.stats.dictChunks++
+		}
+	}
+	if ok {
 		j.file.chunks[j.idx] = rec
 		b.stats.dedupChunks++
 		b.stats.dedupBytes += uint64(len(j.data))
@@ -229,8 +239,8 @@ func (b *blobWriter) commit(j *job) error {
 	if b.pos+uint64(len(payload)) >= 1<<40 || (uoff+uint64(len(j.data)))/rafs.BlockSize >= 1<<32 {
 		return fmt.Errorf("%w: blob exceeds the format's size limits", ErrUnsupported)
 	}
-	rec := &chunkRec{
-		digest: j.digest, crc: j.crc, ciIndex: uint32(len(b.chunks)),
+	rec = &chunkRec{
+		blob: b, digest: j.digest, crc: j.crc, ciIndex: uint32(len(b.chunks)),
 		coff: b.pos, csize: uint32(len(payload)),
 		uoff: uoff, usize: uint32(len(j.data)), compressed: j.compressed,
 	}
@@ -417,7 +427,36 @@ func (b *blobWriter) finishTOC(res *blobResult) error {
 	if b.fileHash != nil {
 		res.digest = hex.EncodeToString(b.fileHash.Sum(nil))
 	}
+	b.final = res
 	return nil
+}
+
+// ChunkDict holds the chunks of finished layer blobs so that later layers
+// of the same image store each chunk once (cross-layer dedup): a chunk
+// found here is referenced in the lower blob instead of being written again.
+// A dict must not be used by concurrent BuildLayer calls.
+type ChunkDict struct {
+	chunks map[dedupKey]*chunkRec
+}
+
+// NewChunkDict returns an empty dictionary.
+func NewChunkDict() *ChunkDict { return &ChunkDict{chunks: map[dedupKey]*chunkRec{}} }
+
+func (d *ChunkDict) has(k dedupKey) bool {
+	if d == nil {
+		return false
+	}
+	_, ok := d.chunks[k]
+	return ok
+}
+
+// add records the chunks of a finished blob; lower layers win ties.
+func (d *ChunkDict) add(b *blobWriter) {
+	for k, rec := range b.dedup {
+		if _, ok := d.chunks[k]; !ok {
+			d.chunks[k] = rec
+		}
+	}
 }
 
 // finish completes a directory build's blob: chunk trailer, then TOC. It

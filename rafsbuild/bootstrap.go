@@ -17,6 +17,23 @@ type bootstrapParams struct {
 	blobIndex map[*blobWriter]uint32 // position in blobs of each chunk source
 }
 
+// addBlobsByReference appends to p, in the order a breadth-first walk of t
+// first references them, the blobs holding t's chunks that p does not list
+// yet; entry gives each one's blob-table entry.
+func (p *bootstrapParams) addBlobsByReference(t *tree, entry func(*blobWriter) rafs.BlobEntry) {
+	t.walkBFS(func(n *node) {
+		if !n.isReg() {
+			return
+		}
+		for _, c := range n.data.chunks {
+			if _, ok := p.blobIndex[c.blob]; !ok {
+				p.blobIndex[c.blob] = uint32(len(p.blobs))
+				p.blobs = append(p.blobs, entry(c.blob))
+			}
+		}
+	})
+}
+
 type chunkKey struct {
 	digest [32]byte
 	blob   uint32
@@ -137,14 +154,13 @@ func writeNode(buf []byte, metaAddr uint64, n *node, p *bootstrapParams, table m
 		data = []byte(e.Target)
 	case n.isReg():
 		ino.U = chunkFormat(n, p.chunkSize)
-		idx := buf[rafs.AlignUp(body, rafs.ChunkAddrSize):]
-		blob := p.blobIndex[n.data.blob]
-		for i, c := range n.data.chunks {
-			a := rafs.ChunkAddr{BlobIndex: uint8(blob), CIIndex: c.ciIndex, BlkAddr: uint32(c.uoff / rafs.BlockSize)}
-			a.MarshalTo(idx[i*rafs.ChunkAddrSize:])
-		}
 		if err := addChunks(n, p, table); err != nil {
 			return err
+		}
+		idx := buf[rafs.AlignUp(body, rafs.ChunkAddrSize):]
+		for i, c := range n.data.chunks {
+			a := rafs.ChunkAddr{BlobIndex: uint8(p.blobIndex[c.blob]), CIIndex: c.ciIndex, BlkAddr: uint32(c.uoff / rafs.BlockSize)}
+			a.MarshalTo(idx[i*rafs.ChunkAddrSize:])
 		}
 	default:
 		ino.U = e.Rdev
@@ -164,14 +180,11 @@ func writeNode(buf []byte, metaAddr uint64, n *node, p *bootstrapParams, table m
 }
 
 func addChunks(n *node, p *bootstrapParams, table map[chunkKey]rafs.ChunkInfo) error {
-	if len(n.data.chunks) == 0 {
-		return nil
-	}
-	blob, ok := p.blobIndex[n.data.blob]
-	if !ok || int(blob) >= len(p.blobs) {
-		return fmt.Errorf("internal error: %s references a blob missing from the blob table", n.entry.Path)
-	}
 	for i, c := range n.data.chunks {
+		blob, ok := p.blobIndex[c.blob]
+		if !ok || int(blob) >= len(p.blobs) {
+			return fmt.Errorf("internal error: %s references a blob missing from the blob table", n.entry.Path)
+		}
 		flags := rafs.ChunkHasCRC32
 		if c.compressed {
 			flags |= rafs.ChunkCompressed

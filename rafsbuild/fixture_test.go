@@ -70,7 +70,6 @@ func TestRebuildUpstreamBootstrap(t *testing.T) {
 		if err != nil || !n.IsReg() {
 			return err
 		}
-		nd.data.blob = fixtureBlobWriter
 		addrs, err := rd.Chunks(n)
 		if err != nil {
 			return err
@@ -78,7 +77,7 @@ func TestRebuildUpstreamBootstrap(t *testing.T) {
 		for _, a := range addrs {
 			c := byIndex[a.CIIndex]
 			nd.data.chunks = append(nd.data.chunks, &chunkRec{
-				digest: c.Digest, crc: crcs[c.Index], ciIndex: c.Index,
+				blob: fixtureBlobWriter, digest: c.Digest, crc: crcs[c.Index], ciIndex: c.Index,
 				coff: c.CompressedOffset, csize: c.CompressedSize,
 				uoff: c.UncompressedOffset, usize: c.UncompressedSize,
 				compressed: c.Flags&rafs.ChunkCompressed != 0,

@@ -20,8 +20,6 @@ import (
 // ordinary empty files here; Merge consumes them.
 type Layer struct {
 	tree *tree
-	bw   *blobWriter
-	blob *blobResult
 
 	// Digest is the sha256 (hex) of the blob file: its registry digest and
 	// its blob id in a merged bootstrap.
@@ -38,7 +36,8 @@ type LayerStats struct {
 	Entries     int    `json:"entries"`
 	DataBytes   uint64 `json:"data_bytes"`
 	Chunks      uint64 `json:"chunks"`
-	DedupChunks uint64 `json:"dedup_chunks"`
+	DedupChunks uint64 `json:"dedup_chunks"` // chunks already stored, here or below
+	DictChunks  uint64 `json:"cross_layer_dedup_chunks"`
 	DedupBytes  uint64 `json:"dedup_bytes"`
 	BlobChunks  uint32 `json:"blob_chunks"`
 }
@@ -58,15 +57,19 @@ var ErrPathEscape = errors.New("path escapes the image root")
 // earlier in the layer), symlinks, devices, fifos, SCHILY.xattr records,
 // sparse files, "./" and "/" prefixes, later duplicates replacing earlier
 // ones. Names with ".." components are refused.
-func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options) (*Layer, error) {
+//
+// With a dict, chunks already stored by lower layers of the image are
+// referenced there instead of being written again, and this layer's chunks
+// are added to it once the layer is complete.
+func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options, dict *ChunkDict) (*Layer, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	t := newTree()
-	t.root.entry.Mtime = 0
 	bw := newBlobWriter(blob, &opts, true)
-	l := &Layer{tree: t, bw: bw}
-	if err := l.readTar(ctx, tar.NewReader(r), &opts); err != nil {
+	bw.dict = dict
+	l := &Layer{tree: t}
+	if err := l.readTar(ctx, tar.NewReader(r), bw, &opts); err != nil {
 		bw.drain()
 		return nil, err
 	}
@@ -74,18 +77,19 @@ func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options) (
 	if err != nil {
 		return nil, err
 	}
-	l.blob = res
 	params := &bootstrapParams{
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag(),
 		chunkSize: uint64(opts.ChunkSize),
-		blobIndex: map[*blobWriter]uint32{bw: 0},
+		blobIndex: map[*blobWriter]uint32{},
 	}
 	if res.entry.ChunkCount > 0 {
 		e := res.entry
 		e.BlobID = inlineBlobID
+		params.blobIndex[bw] = 0
 		params.blobs = []rafs.BlobEntry{e}
 	}
 	sortChildren(t.root)
+	params.addBlobsByReference(t, (*blobWriter).mergedEntry)
 	lay, err := layout(t, uint64(opts.ChunkSize))
 	if err != nil {
 		return nil, err
@@ -103,7 +107,11 @@ func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options) (
 	l.Digest, l.Size, l.BlobMeta = res.digest, int64(res.entry.CompressedSize), res.meta
 	l.Stats = LayerStats{
 		Entries: int(lay.inodes), DataBytes: res.stats.dataBytes, Chunks: res.stats.chunks,
-		DedupChunks: res.stats.dedupChunks, DedupBytes: res.stats.dedupBytes, BlobChunks: res.entry.ChunkCount,
+		DedupChunks: res.stats.dedupChunks, DictChunks: res.stats.dictChunks, DedupBytes: res.stats.dedupBytes,
+		BlobChunks: res.entry.ChunkCount,
+	}
+	if dict != nil {
+		dict.add(bw)
 	}
 	return l, nil
 }
@@ -119,7 +127,7 @@ func cleanTarPath(name string) (string, error) {
 	return p, nil
 }
 
-func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, opts *Options) error {
+func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opts *Options) error {
 	t := l.tree
 	for {
 		if err := ctx.Err(); err != nil {
@@ -163,7 +171,7 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, opts *Options) erro
 			return err
 		}
 		if n.isReg() && n.data.size > 0 {
-			if err := l.bw.addFile(ctx, hdr.Name, n.data, tr); err != nil {
+			if err := bw.addFile(ctx, hdr.Name, n.data, tr); err != nil {
 				return err
 			}
 		}

@@ -62,12 +62,13 @@ func symlink(name, target string) tarEnt {
 func buildLayers(t testing.TB, dir string, opts rafsbuild.Options, tars ...[]byte) []*rafsbuild.Layer {
 	t.Helper()
 	var layers []*rafsbuild.Layer
+	dict := rafsbuild.NewChunkDict()
 	for _, data := range tars {
 		f, err := os.CreateTemp(dir, "layer-*")
 		if err != nil {
 			t.Fatal(err)
 		}
-		l, err := rafsbuild.BuildLayer(context.Background(), bytes.NewReader(data), f, opts)
+		l, err := rafsbuild.BuildLayer(context.Background(), bytes.NewReader(data), f, opts, dict)
 		f.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -131,10 +132,14 @@ func TestMergeOverlay(t *testing.T) {
 		file("a/.wh.b", ""), file("opq/.wh..wh..opq", ""), file("opq/new", "new"),
 		dir("f2d/"), file("f2d/inner", "inner"), file("d2f", "now a file"),
 		file("x", "v2"), file("deep/implied/file", "implied parents"), file("deep/.wh.nothing", ""))
-	l3 := tarOf(t, tar.FormatUSTAR, file("/.wh.s", ""), file("g1", "layer3"), link("g2", "g1"))
+	l3 := tarOf(t, tar.FormatUSTAR, file("/.wh.s", ""), file("g1", "layer3"), link("g2", "g1"), file("copy", "keep"))
 	layers := buildLayers(t, tmp, opts, l1, l2, l3)
 	if layers[0].Stats.DedupChunks != 0 || layers[0].BlobMeta == nil {
 		t.Errorf("layer 1 stats %+v", layers[0].Stats)
+	}
+	// Layer 3's "copy" repeats layer 1's a/keep: stored once, in layer 1's blob.
+	if s := layers[2].Stats; s.DictChunks != 1 || s.BlobChunks != 1 {
+		t.Errorf("layer 3 stats %+v, want 1 cross-layer dedup and 1 stored chunk", s)
 	}
 	m, err := rafsbuild.Merge(layers, opts)
 	if err != nil {
@@ -152,7 +157,7 @@ func TestMergeOverlay(t *testing.T) {
 		"f2d": "d", "f2d/inner": "f:inner", "d2f": "f:now a file",
 		"h1": "f:linked", "h2": "f:linked", "x": "f:v2", "dup": "f:second",
 		"deep": "d", "deep/implied": "d", "deep/implied/file": "f:implied parents",
-		"g1": "f:layer3", "g2": "f:layer3",
+		"g1": "f:layer3", "g2": "f:layer3", "copy": "f:keep",
 	}
 	img, err := extract.Open(boot, tmp)
 	if err != nil {
@@ -233,7 +238,7 @@ func TestLayerRejectsTraversal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = rafsbuild.BuildLayer(context.Background(), bytes.NewReader(tarOf(t, tar.FormatPAX, file(name, "x"))), f, rafsbuild.Options{})
+		_, err = rafsbuild.BuildLayer(context.Background(), bytes.NewReader(tarOf(t, tar.FormatPAX, file(name, "x"))), f, rafsbuild.Options{}, nil)
 		f.Close()
 		if !errors.Is(err, rafsbuild.ErrPathEscape) {
 			t.Errorf("%q: err %v, want ErrPathEscape", name, err)
@@ -241,7 +246,7 @@ func TestLayerRejectsTraversal(t *testing.T) {
 	}
 	f, _ := os.CreateTemp(t.TempDir(), "blob")
 	defer f.Close()
-	if _, err := rafsbuild.BuildLayer(context.Background(), bytes.NewReader(tarOf(t, tar.FormatPAX, link("a", "missing"))), f, rafsbuild.Options{}); err == nil {
+	if _, err := rafsbuild.BuildLayer(context.Background(), bytes.NewReader(tarOf(t, tar.FormatPAX, link("a", "missing"))), f, rafsbuild.Options{}, nil); err == nil {
 		t.Error("hardlink to a missing file accepted")
 	}
 }

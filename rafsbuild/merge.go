@@ -49,31 +49,16 @@ func Merge(layers []*Layer, opts Options) (*Merged, error) {
 		return nil, err
 	}
 
-	byWriter := map[*blobWriter]*Layer{}
-	for _, l := range layers {
-		byWriter[l.bw] = l
-	}
 	params := &bootstrapParams{
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag() | rafs.FlagHasXattr,
 		chunkSize: uint64(opts.ChunkSize),
 		blobIndex: map[*blobWriter]uint32{},
 	}
+	params.addBlobsByReference(base, (*blobWriter).mergedEntry)
 	res := &Merged{}
-	base.walkBFS(func(n *node) {
-		if !n.isReg() || len(n.data.chunks) == 0 {
-			return
-		}
-		if _, ok := params.blobIndex[n.data.blob]; ok {
-			return
-		}
-		l := byWriter[n.data.blob]
-		params.blobIndex[n.data.blob] = uint32(len(params.blobs))
-		e := l.blob.entry
-		e.BlobID = l.Digest
-		e.Features &^= rafs.BlobInlinedFsMeta
-		params.blobs = append(params.blobs, e)
-		res.Blobs = append(res.Blobs, l.Digest)
-	})
+	for _, e := range params.blobs {
+		res.Blobs = append(res.Blobs, e.BlobID)
+	}
 	if len(params.blobs) > rafs.MaxBlobs {
 		return nil, fmt.Errorf("%w: the image references %d blobs, RAFS v6 allows %d", ErrUnsupported, len(params.blobs), rafs.MaxBlobs)
 	}
@@ -139,4 +124,13 @@ func (n *node) removeChildNamed(name string) {
 			return
 		}
 	}
+}
+
+// mergedEntry is a finished layer blob's entry in an image bootstrap: named
+// by its digest, without the inline-bootstrap feature (§2.9).
+func (b *blobWriter) mergedEntry() rafs.BlobEntry {
+	e := b.final.entry
+	e.BlobID = b.final.digest
+	e.Features &^= rafs.BlobInlinedFsMeta
+	return e
 }

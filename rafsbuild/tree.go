@@ -63,8 +63,7 @@ type node struct {
 type fileData struct {
 	size   uint64
 	chunks []chunkRef
-	blob   *blobWriter // the blob holding the chunks
-	shared bool        // named by more than one path (hardlinks)
+	shared bool // named by more than one path (hardlinks)
 }
 
 func (n *node) isDir() bool     { return n.entry.Mode&rafs.ModeFmt == rafs.ModeDir }
