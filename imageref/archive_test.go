@@ -1,0 +1,188 @@
+package imageref
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nydus-go/nydusify/internal/verify"
+)
+
+// ggcr's tarball.Write stores layers as Compressed() returns them: here gzip, zstd and a
+// plain tar, which OpenSource must list with matching media types and unchanged digests.
+func TestOpenSourceDockerArchiveFromGGCR(t *testing.T) {
+	img := makeImage(t, amd64, false, gzipped, uncompressed, zstded)
+	file := filepath.Join(t.TempDir(), "save.tar")
+	if err := tarball.WriteToFile(file, mustRef(t, "example.com/app:v1"), img.Image); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"", "example.com/app:v1"} {
+		src, err := OpenSource(context.Background(), Ref{Kind: DockerArchive, Path: file, Name: name}, RegistryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if src.IsIndex() || src.MediaType() != types.DockerManifestSchema2 {
+			t.Fatalf("source is index=%v %s, want a docker manifest", src.IsIndex(), src.MediaType())
+		}
+		imgs, _, err := src.Images(nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(imgs) != 1 || !imgs[0].Platform.Equals(amd64) {
+			t.Fatalf("Images = %+v, want one linux/amd64 image", imgs)
+		}
+		raw, _ := imgs[0].Image.RawManifest()
+		if src.Digest() != hashOf(raw) || imgs[0].Descriptor.Digest != src.Digest() {
+			t.Errorf("source digest %s, descriptor %s, manifest hashes to %s", src.Digest(), imgs[0].Descriptor.Digest, hashOf(raw))
+		}
+		checkLayers(t, imgs[0].Image, img)
+	}
+}
+
+// writeTar writes a tar of the given entries in order.
+func writeTar(t *testing.T, file string, entries []*tar.Header, bodies map[string][]byte) {
+	t.Helper()
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for _, h := range entries {
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(bodies[h.Name]))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(bodies[h.Name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A "docker save" in the legacy layout: uncompressed layer.tar files, a duplicate layer stored
+// as a symlink, "./" prefixes, and two images.
+func TestOpenSourceDockerArchiveLegacy(t *testing.T) {
+	layer1 := tarOf(t, map[string]string{"bin/sh": "#!"})
+	layer2 := tarOf(t, map[string]string{"etc/hosts": "127.0.0.1 localhost"})
+	cfg := []byte(`{"architecture":"arm64","variant":"v8","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	manifest, _ := json.Marshal([]dockerManifestEntry{
+		{Config: "cfg.json", RepoTags: []string{"example.com/app:v1"}, Layers: []string{"l1/layer.tar", "l2/layer.tar", "l3/layer.tar"}},
+		{Config: "cfg.json", RepoTags: []string{"other:v2"}, Layers: []string{"l1/layer.tar"}},
+	})
+	file := filepath.Join(t.TempDir(), "save.tar")
+	writeTar(t, file, []*tar.Header{
+		{Name: "./l1/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "./l1/layer.tar", Typeflag: tar.TypeReg, Mode: 0o644},
+		{Name: "./l2/layer.tar", Typeflag: tar.TypeReg, Mode: 0o644},
+		{Name: "./l3/layer.tar", Typeflag: tar.TypeSymlink, Linkname: "../l1/layer.tar"},
+		{Name: "./cfg.json", Typeflag: tar.TypeReg, Mode: 0o644},
+		{Name: "./manifest.json", Typeflag: tar.TypeReg, Mode: 0o644},
+	}, map[string][]byte{"./l1/layer.tar": layer1, "./l2/layer.tar": layer2, "./cfg.json": cfg, "./manifest.json": manifest})
+
+	src, err := OpenSource(context.Background(), Ref{Kind: DockerArchive, Path: file, Name: "example.com/app:v1"}, RegistryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, _, err := src.Images(nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !imgs[0].Platform.Equals(arm64) {
+		t.Errorf("platform %v, want %v from the config", imgs[0].Platform, arm64)
+	}
+	m, err := imgs[0].Image.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []v1.Descriptor{
+		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer1)), Digest: hashOf(layer1)},
+		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer2)), Digest: hashOf(layer2)},
+		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer1)), Digest: hashOf(layer1)},
+	}
+	if len(m.Layers) != len(want) {
+		t.Fatalf("manifest has %d layers, want %d", len(m.Layers), len(want))
+	}
+	for i := range want {
+		if m.Layers[i].MediaType != want[i].MediaType || m.Layers[i].Size != want[i].Size || m.Layers[i].Digest != want[i].Digest {
+			t.Errorf("layer %d: %+v, want %+v", i, m.Layers[i], want[i])
+		}
+	}
+	if m.Config.Digest != hashOf(cfg) || m.Config.MediaType != types.DockerConfigJSON {
+		t.Errorf("config descriptor %+v, want digest %s", m.Config, hashOf(cfg))
+	}
+	layers, _ := imgs[0].Image.Layers()
+	if got := readAll(t, layers[2]); string(got) != string(layer1) {
+		t.Error("the symlinked layer does not read as its target")
+	}
+
+	for name, wantErr := range map[string]string{
+		"":                                 `archive holds 2 images, name one of ["example.com/app:v1" "other:v2"]`,
+		"other":                            "archive has no image named other",
+		"index.docker.io/library/other:v2": "",
+		"docker.io/library/other:v2":       "",
+		"example.com/app:v2":               "no image named example.com/app:v2",
+	} {
+		_, err := OpenSource(context.Background(), Ref{Kind: DockerArchive, Path: file, Name: name}, RegistryOptions{})
+		if wantErr == "" && err != nil || wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)) {
+			t.Errorf("OpenSource(name %q) = %v, want error containing %q", name, err, wantErr)
+		}
+	}
+}
+
+// Newer docker saves put layers under blobs/sha256/; their digests come from the path and
+// are checked when the layer is read.
+func TestOpenSourceDockerArchiveBlobPaths(t *testing.T) {
+	layer := compress(t, tarOf(t, map[string]string{"a": "b"}), gzipped)
+	good := "blobs/sha256/" + hashOf(layer).Hex
+	liar := "blobs/sha256/" + strings.Repeat("0", 64)
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	manifest, _ := json.Marshal([]dockerManifestEntry{{Config: "blobs/sha256/" + hashOf(cfg).Hex, Layers: []string{good, liar}}})
+	file := filepath.Join(t.TempDir(), "save.tar")
+	writeTar(t, file, []*tar.Header{
+		{Name: good, Typeflag: tar.TypeReg},
+		{Name: liar, Typeflag: tar.TypeReg},
+		{Name: "blobs/sha256/" + hashOf(cfg).Hex, Typeflag: tar.TypeReg},
+		{Name: "manifest.json", Typeflag: tar.TypeReg},
+	}, map[string][]byte{good: layer, liar: layer, "blobs/sha256/" + hashOf(cfg).Hex: cfg, "manifest.json": manifest})
+
+	src, err := OpenSource(context.Background(), Ref{Kind: DockerArchive, Path: file}, RegistryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, _, err := src.Images(nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := imgs[0].Image.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt, _ := layers[0].MediaType(); mt != types.DockerLayer {
+		t.Errorf("gzip layer listed as %s", mt)
+	}
+	readAll(t, layers[0])
+	rc, err := layers[1].Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var verr *verify.Error
+	if _, err := io.Copy(io.Discard, rc); !errors.As(err, &verr) {
+		t.Fatalf("reading a layer stored under the wrong digest = %v, want a verify.Error", err)
+	}
+}

@@ -1,0 +1,93 @@
+package imageref
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    Ref
+		wantErr string
+	}{
+		{in: "oci:/tmp/layout", want: Ref{Kind: OCILayout, Path: "/tmp/layout"}},
+		{in: "oci:layout:v1", want: Ref{Kind: OCILayout, Path: "layout", Name: "v1"}},
+		{in: "oci-archive:/a/img.tar:latest", want: Ref{Kind: OCIArchive, Path: "/a/img.tar", Name: "latest"}},
+		{in: "oci-archive:img.tar", want: Ref{Kind: OCIArchive, Path: "img.tar"}},
+		{in: "docker-archive:save.tar", want: Ref{Kind: DockerArchive, Path: "save.tar"}},
+		{in: "docker-archive:save.tar:busybox:1.36", want: Ref{Kind: DockerArchive, Path: "save.tar", Name: "busybox:1.36"}},
+		{in: "docker-archive:save.tar:localhost:5000/app:v2", want: Ref{Kind: DockerArchive, Path: "save.tar", Name: "localhost:5000/app:v2"}},
+		{in: "ubuntu", want: Ref{Kind: Registry, Name: "ubuntu"}},
+		{in: "localhost:5000/repo/app:v1", want: Ref{Kind: Registry, Name: "localhost:5000/repo/app:v1"}},
+		{in: "ghcr.io/a/b@sha256:" + strings.Repeat("ab", 32), want: Ref{Kind: Registry, Name: "ghcr.io/a/b@sha256:" + strings.Repeat("ab", 32)}},
+
+		{in: "oci:", wantErr: "empty oci path"},
+		{in: "oci::tag", wantErr: "empty oci path"},
+		{in: "oci-archive:", wantErr: "empty oci-archive path"},
+		{in: "docker-archive:", wantErr: "empty docker-archive path"},
+		{in: "oci:dir:", wantErr: "empty name after ':'"},
+		{in: "docker-archive:f.tar:Bad Name", wantErr: "image name in docker archive"},
+		{in: "", wantErr: "empty"},
+		{in: "UPPER/case", wantErr: "parsing image reference"},
+		{in: "repo:bad tag", wantErr: "parsing image reference"},
+		{in: "https://ghcr.io/a/b", wantErr: "URL scheme"},
+		{in: "repo@sha256:short", wantErr: "parsing image reference"},
+	} {
+		got, err := Parse(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Parse(%q) = %+v, %v; want error containing %q", tc.in, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+			continue
+		}
+		// String gives back what Parse accepts.
+		if again, err := Parse(got.String()); err != nil || again != got {
+			t.Errorf("Parse(%q.String() = %q) = %+v, %v", tc.in, got.String(), again, err)
+		}
+	}
+}
+
+func TestKindString(t *testing.T) {
+	for k, want := range map[Kind]string{Registry: "registry", OCILayout: "oci", OCIArchive: "oci-archive", DockerArchive: "docker-archive", Kind(9): "Kind(9)"} {
+		if got := k.String(); got != want {
+			t.Errorf("Kind(%d).String() = %q, want %q", int(k), got, want)
+		}
+	}
+}
+
+func TestWithSuffix(t *testing.T) {
+	for _, tc := range []struct {
+		in, suffix, want, wantErr string
+	}{
+		{in: "ubuntu", suffix: "-nydus", want: "ubuntu:latest-nydus"},
+		{in: "ubuntu:22.04", suffix: "-nydus", want: "ubuntu:22.04-nydus"},
+		{in: "localhost:5000/app", suffix: "_n", want: "localhost:5000/app:latest_n"},
+		{in: "localhost:5000/app:v1", suffix: "_n", want: "localhost:5000/app:v1_n"},
+		{in: "app@sha256:" + strings.Repeat("0", 64), suffix: "-nydus", wantErr: "digest references"},
+		{in: "app:v1@sha256:" + strings.Repeat("0", 64), suffix: "-nydus", wantErr: "digest references"},
+		{in: "oci:dir:v1", suffix: "-nydus", wantErr: "only registry references"},
+		{in: "app", suffix: "", wantErr: "empty suffix"},
+		{in: "app", suffix: "/x", wantErr: "adding tag suffix"},
+		{in: "app:" + strings.Repeat("t", 125), suffix: "-nydus", wantErr: "adding tag suffix"},
+	} {
+		r, err := Parse(tc.in)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tc.in, err)
+		}
+		got, err := r.WithSuffix(tc.suffix)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q.WithSuffix(%q) = %v, %v; want error containing %q", tc.in, tc.suffix, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != (Ref{Kind: Registry, Name: tc.want}) {
+			t.Errorf("%q.WithSuffix(%q) = %+v, %v; want %q", tc.in, tc.suffix, got, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package imageref
+
+import (
+	"context"
+	"encoding/base64"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// basicAuth lets through only requests carrying user:pass, answering others with a Basic
+// challenge as a real registry does.
+func basicAuth(user, pass string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != user || p != pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// The default keychain reads $DOCKER_CONFIG/config.json, so credentials there reach the registry.
+func TestOpenSourceCredentialsFromDockerConfig(t *testing.T) {
+	host := startRegistry(t, basicAuth("alice", "s3cret"))
+	ref := mustRef(t, host+"/private:v1")
+	img := makeImage(t, amd64, true, gzipped)
+	if err := remote.Write(ref, img.Image, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"})); err != nil {
+		t.Fatal(err)
+	}
+
+	// Keep the test away from the real ~/.docker and podman files.
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	t.Setenv("XDG_CONFIG_HOME", "")
+	t.Setenv("REGISTRY_AUTH_FILE", "")
+	configDir := t.TempDir()
+	t.Setenv("DOCKER_CONFIG", configDir)
+	writeConfig := func(user, pass string) {
+		auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+		writeFile(t, filepath.Join(configDir, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`))
+	}
+	open := func() error {
+		_, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: ref.String()}, RegistryOptions{})
+		return err
+	}
+
+	if err := open(); err == nil || !strings.Contains(err.Error(), "401") && !strings.Contains(err.Error(), "UNAUTHORIZED") {
+		t.Fatalf("without credentials: %v, want 401", err)
+	}
+	writeConfig("alice", "wrong")
+	if err := open(); err == nil {
+		t.Fatal("with a wrong password: no error")
+	}
+	writeConfig("alice", "s3cret")
+	if err := open(); err != nil {
+		t.Fatalf("with credentials in $DOCKER_CONFIG: %v", err)
+	}
+	// An explicit keychain replaces the default one.
+	_, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: ref.String()}, RegistryOptions{Keychain: authn.NewMultiKeychain()})
+	if err == nil {
+		t.Fatal("with an empty explicit keychain: no error")
+	}
+}
+
+// registryCounting is an in-process registry that counts the requests it serves.
+func registryCounting(hits *atomic.Int64) http.Handler {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		reg.ServeHTTP(w, r)
+	})
+}
+
+// listenLoopbackAlias listens on 127.0.0.2, a loopback address that ggcr's localhost rule
+// (127.0.0.1, ::1, localhost) does not cover, so it behaves as a remote host would.
+func listenLoopbackAlias(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("needs 127.0.0.2 to be a local address (Linux routes 127/8 to lo): %v", err)
+	}
+	return l
+}
+
+// Without PlainHTTP nothing falls back to HTTP: against an HTTP-only registry at a
+// non-localhost address the HTTPS attempt fails and no request reaches the registry.
+func TestNoSilentDowngradeToHTTP(t *testing.T) {
+	var hits atomic.Int64
+	s := httptest.NewUnstartedServer(registryCounting(&hits))
+	s.Listener = listenLoopbackAlias(t)
+	s.Start()
+	t.Cleanup(s.Close)
+	host := strings.TrimPrefix(s.URL, "http://")
+	insecureRef, err := name.ParseReference(host+"/app:v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(insecureRef, makeImage(t, amd64, true, gzipped).Image); err != nil {
+		t.Fatal(err)
+	}
+	hits.Store(0)
+
+	// ggcr's own choice: HTTPS only for this host, HTTP allowed only when marked insecure.
+	if got := mustRef(t, host+"/app:v1").Context().Registry.Scheme(); got != "https" {
+		t.Fatalf("ggcr scheme for %s = %s, want https", host, got)
+	}
+	if insecureRef.Context().Registry.Scheme() != "http" {
+		t.Fatal("ggcr does not allow http for an insecure reference")
+	}
+
+	ref := Ref{Kind: Registry, Name: host + "/app:v1"}
+	for _, opts := range []RegistryOptions{{}, {Insecure: true}, {Retries: -1}} {
+		_, err := OpenSource(context.Background(), ref, opts)
+		if err == nil {
+			t.Fatalf("PlainHTTP=false (%+v) reached an HTTP-only registry", opts)
+		}
+		if !strings.Contains(err.Error(), "https://"+host) {
+			t.Errorf("error %q does not show the HTTPS attempt", err)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the HTTP-only registry without PlainHTTP", n)
+	}
+	if _, err := OpenSource(context.Background(), ref, RegistryOptions{PlainHTTP: true}); err != nil {
+		t.Fatalf("with PlainHTTP: %v", err)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("with PlainHTTP no request reached the registry")
+	}
+}
+
+// ggcr falls back to HTTP by itself for private addresses; the guard refuses it.
+func TestHTTPSOnlyRefusesPrivateFallback(t *testing.T) {
+	if got := mustRef(t, "10.1.2.3:5000/app").Context().Registry.Scheme(); got != "http" {
+		t.Fatalf("ggcr scheme for a private address = %s; this test documents its fallback to http", got)
+	}
+	guard := httpsOnly{next: http.DefaultTransport}
+	for _, u := range []string{"http://10.1.2.3:5000/v2/", "http://registry.example.com/token", "http://127.0.0.1.example.com/v2/"} {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		if _, err := guard.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "refusing plain HTTP") {
+			t.Errorf("RoundTrip(%s) = %v, want refusal", u, err)
+		}
+	}
+	// Loopback hosts pass, as ggcr's localhost rule expects.
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer s.Close()
+	for _, u := range []string{s.URL, strings.Replace(s.URL, "127.0.0.1", "localhost", 1)} {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		resp, err := guard.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("RoundTrip(%s): %v", u, err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// A transient 503 is retried unless retrying is off.
+func TestRetries(t *testing.T) {
+	var failures atomic.Int64
+	host := startRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/manifests/") && failures.Add(-1) >= 0 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	img := makeImage(t, amd64, true, gzipped)
+	failures.Store(0)
+	if err := remote.Write(mustRef(t, host+"/app:v1"), img.Image); err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Kind: Registry, Name: host + "/app:v1"}
+
+	failures.Store(1)
+	if _, err := OpenSource(context.Background(), ref, RegistryOptions{Retries: -1}); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("Retries -1 after a 503: %v, want the 503", err)
+	}
+	failures.Store(1)
+	start := time.Now()
+	if _, err := OpenSource(context.Background(), ref, RegistryOptions{Retries: 1}); err != nil {
+		t.Fatalf("Retries 1 after one 503: %v", err)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("retried after %v, want the 1s backoff", d)
+	}
+}
+
+func TestRemoteOptionsErrors(t *testing.T) {
+	if _, err := (RegistryOptions{Jobs: -1}).RemoteOptions(); err == nil {
+		t.Error("negative jobs accepted")
+	}
+	if _, err := (RegistryOptions{}).Reference(Ref{Kind: OCILayout, Path: "x"}); err == nil {
+		t.Error("Reference of an OCI layout accepted")
+	}
+}
+
+// Insecure skips certificate verification but stays on HTTPS.
+func TestInsecureSkipsVerification(t *testing.T) {
+	var hits atomic.Int64
+	s := httptest.NewUnstartedServer(registryCounting(&hits))
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are expected
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	host := strings.TrimPrefix(s.URL, "https://")
+	if err := remote.Write(mustRef(t, host+"/app:v1"), makeImage(t, amd64, true, gzipped).Image, remote.WithTransport(s.Client().Transport)); err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Kind: Registry, Name: host + "/app:v1"}
+	if _, err := OpenSource(context.Background(), ref, RegistryOptions{Retries: -1}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("self-signed certificate without Insecure: %v, want a certificate error", err)
+	}
+	if _, err := OpenSource(context.Background(), ref, RegistryOptions{Insecure: true}); err != nil {
+		t.Fatalf("with Insecure: %v", err)
+	}
+}

@@ -1,0 +1,181 @@
+package packer
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nydus-go/nydusify/imageref"
+)
+
+// History entry appended to the config for the bootstrap layer, as nydus-snapshotter writes it.
+const (
+	historyCreatedBy = "Nydus Converter"
+	historyComment   = "Nydus Bootstrap Layer"
+)
+
+// Image assembles the Nydus image of one platform of src, and computes it now (nothing is
+// left lazy but layer reads):
+//
+//   - layers: the blobs in the order given, each [MediaTypeNydusBlob] (as [BlobLayer] makes
+//     them) with [AnnotationNydusBlob]="true", then bootstrap (from [BootstrapLayer]) with
+//     [AnnotationNydusBootstrap]="true" and [AnnotationFSVersion]=[FSVersion]; its media
+//     type must be [BootstrapMediaType] of the source manifest's: OCI gzip for an OCI
+//     source, docker gzip for a docker one;
+//   - config: the source config unchanged (unknown fields included) but for rootfs.diff_ids,
+//     which become the blob digests (a blob is its own diff) then the bootstrap tar's digest,
+//     and one history entry {created_by: "Nydus Converter", comment: "Nydus Bootstrap Layer"}
+//     appended to the existing ones; its descriptor keeps the source config media type;
+//   - manifest: the source's media type, with annotations [AnnotationSourceDigest] (the
+//     source manifest digest), [AnnotationSourceReference] (sourceRef) and [AnnotationFSVersion].
+//
+// src is one of [imageref.Source.Images]: its Descriptor gives the source manifest's media
+// type and digest. blobs may be empty (a source whose files hold no data).
+func Image(src imageref.PlatformImage, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string) (v1.Image, error) {
+	mediaType := src.Descriptor.MediaType
+	if mediaType != types.OCIManifestSchema1 && mediaType != types.DockerManifestSchema2 {
+		return nil, fmt.Errorf("assembling nydus image: source manifest media type %q is neither OCI nor docker schema 2", mediaType)
+	}
+	srcManifest, err := src.Image.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("reading source manifest: %w", err)
+	}
+	srcConfig, err := src.Image.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading source config: %w", err)
+	}
+
+	img := &nydusImage{mediaType: mediaType, layers: map[v1.Hash]v1.Layer{}}
+	m := v1.Manifest{SchemaVersion: 2, MediaType: mediaType}
+	var diffIDs []v1.Hash
+	add := func(l v1.Layer, want types.MediaType, annotations map[string]string) error {
+		desc := v1.Descriptor{Annotations: annotations}
+		var err error
+		if desc.MediaType, err = l.MediaType(); err != nil {
+			return err
+		}
+		if desc.MediaType != want {
+			return fmt.Errorf("media type is %q, want %q", desc.MediaType, want)
+		}
+		if desc.Digest, err = l.Digest(); err != nil {
+			return err
+		}
+		if desc.Size, err = l.Size(); err != nil {
+			return err
+		}
+		diffID, err := l.DiffID()
+		if err != nil {
+			return err
+		}
+		m.Layers = append(m.Layers, desc)
+		img.layers[desc.Digest] = l
+		diffIDs = append(diffIDs, diffID)
+		return nil
+	}
+	for i, b := range blobs {
+		if err := add(b, MediaTypeNydusBlob, map[string]string{AnnotationNydusBlob: "true"}); err != nil {
+			return nil, fmt.Errorf("assembling nydus image: blob %d: %w", i, err)
+		}
+	}
+	if err := add(bootstrap, BootstrapMediaType(mediaType), map[string]string{
+		AnnotationNydusBootstrap: "true",
+		AnnotationFSVersion:      FSVersion,
+	}); err != nil {
+		return nil, fmt.Errorf("assembling nydus image: bootstrap layer: %w", err)
+	}
+
+	if img.rawConfig, err = rewriteConfig(srcConfig, diffIDs); err != nil {
+		return nil, fmt.Errorf("assembling nydus image: rewriting config: %w", err)
+	}
+	m.Config = v1.Descriptor{
+		MediaType: srcManifest.Config.MediaType,
+		Size:      int64(len(img.rawConfig)),
+		Digest:    sha256Bytes(img.rawConfig),
+	}
+	m.Annotations = map[string]string{
+		AnnotationSourceDigest:    src.Descriptor.Digest.String(),
+		AnnotationSourceReference: sourceRef,
+		AnnotationFSVersion:       FSVersion,
+	}
+	if img.rawManifest, err = marshal(m); err != nil {
+		return nil, fmt.Errorf("assembling nydus image: encoding manifest: %w", err)
+	}
+	return partial.CompressedToImage(img)
+}
+
+// rewriteConfig replaces rootfs and appends the bootstrap history entry, keeping every
+// other field of the config as it is.
+func rewriteConfig(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		return nil, fmt.Errorf("config is %s, not an object", raw)
+	}
+	var history []json.RawMessage
+	if h, ok := cfg["history"]; ok {
+		if err := json.Unmarshal(h, &history); err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+	}
+	entry, err := marshal(struct {
+		CreatedBy string `json:"created_by"`
+		Comment   string `json:"comment"`
+	}{historyCreatedBy, historyComment})
+	if err != nil {
+		return nil, err
+	}
+	if cfg["history"], err = marshal(append(history, entry)); err != nil {
+		return nil, err
+	}
+	if cfg["rootfs"], err = marshal(v1.RootFS{Type: "layers", DiffIDs: diffIDs}); err != nil {
+		return nil, err
+	}
+	return marshal(cfg)
+}
+
+// marshal encodes v as compact JSON without escaping <, > and & (shell commands in history
+// keep their "&&"), which json.Marshal would turn into \u0026.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+func sha256Bytes(b []byte) v1.Hash {
+	sum := sha256.Sum256(b)
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+// nydusImage is the core of an assembled image; partial completes it into a v1.Image.
+type nydusImage struct {
+	mediaType   types.MediaType
+	rawManifest []byte
+	rawConfig   []byte
+	layers      map[v1.Hash]v1.Layer // by digest
+}
+
+var _ partial.CompressedImageCore = (*nydusImage)(nil)
+
+func (i *nydusImage) MediaType() (types.MediaType, error) { return i.mediaType, nil }
+func (i *nydusImage) RawManifest() ([]byte, error)        { return i.rawManifest, nil }
+func (i *nydusImage) RawConfigFile() ([]byte, error)      { return i.rawConfig, nil }
+
+func (i *nydusImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	l, ok := i.layers[h]
+	if !ok {
+		return nil, fmt.Errorf("nydus image has no layer %s", h)
+	}
+	return l, nil
+}
