@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/nydus-go/nydusify/converter"
+	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/rafs"
+)
+
+func newConvertCmd() *cobra.Command {
+	var (
+		opts                             converter.Options
+		compressor, chunkSize, platforms string
+		fsVersion, outputJSON            string
+		plainHTTP                        bool
+		retries                          int
+	)
+	cmd := &cobra.Command{
+		Use:   "convert --source REF (--target REF | --target-suffix SUFFIX)",
+		Short: "Convert an OCI/Docker image into a Nydus image",
+		Long: `Convert an OCI or Docker image into a Nydus (RAFS v6) image.
+
+Sources: a registry reference, oci:DIR[:TAG] (OCI layout), oci-archive:FILE[:TAG],
+docker-archive:FILE[:REF] (docker save). Targets: a registry reference or
+oci:DIR[:TAG]. Credentials come from the docker config ($DOCKER_CONFIG).
+
+Every layer streams into one Nydus blob carrying its own bootstrap; chunks
+repeated across layers are stored once. The layers' bootstraps are merged
+with overlay whiteout rules into the image bootstrap, shipped as the last
+layer. The manifest is published only after every blob and only when every
+platform converted. Plain HTTP is used only with --plain-http.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if fsVersion != "6" {
+				return fmt.Errorf("--fs-version %s is not supported yet: only RAFS v6", fsVersion)
+			}
+			if opts.Build.Compressor, err = rafs.ParseCompressor(compressor); err != nil {
+				return err
+			}
+			cs, err := strconv.ParseUint(chunkSize, 0, 32)
+			if err != nil || cs == 0 {
+				return fmt.Errorf("invalid --fs-chunk-size %q: want a power of two from 0x1000 to 0x1000000", chunkSize)
+			}
+			opts.Build.ChunkSize = uint32(cs)
+			if platforms != "" {
+				if opts.Platforms, err = imageref.ParsePlatforms(platforms); err != nil {
+					return err
+				}
+			}
+			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
+			opts.SourceRegistry.Retries, opts.TargetRegistry.Retries = retries, retries
+			opts.SourceRegistry.Jobs, opts.TargetRegistry.Jobs = opts.Concurrency, opts.Concurrency
+			opts.Build.Warn = func(msg string) { logrus.Warn(msg) }
+			opts.Progress = logProgress
+			rep, err := converter.Convert(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			logrus.Infof("converted %s to %s (%s)", rep.Source, rep.Target, rep.Digest)
+			if outputJSON != "" {
+				data, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
+				if err := writeFileAtomic(outputJSON, append(data, '\n')); err != nil {
+					return fmt.Errorf("writing --output-json: %w", err)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Source, "source", "", "source image reference (required)")
+	f.StringVar(&opts.Target, "target", "", "target image reference")
+	f.StringVar(&opts.TargetSuffix, "target-suffix", "", "target = source registry reference with this suffix appended to its tag")
+	f.StringVar(&compressor, "compressor", "zstd", "chunk compression: none, lz4_block or zstd")
+	f.StringVar(&chunkSize, "fs-chunk-size", "0x100000", "chunk size, a power of two from 0x1000 to 0x1000000")
+	f.StringVar(&fsVersion, "fs-version", "6", "RAFS version; only 6 is supported")
+	f.StringVar(&platforms, "platform", "", "platforms to convert, e.g. linux/amd64,linux/arm64 (default: the host's linux/<arch>)")
+	f.BoolVar(&opts.AllPlatforms, "all-platforms", false, "convert every platform of an index (attestation manifests are skipped)")
+	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")
+	f.BoolVar(&opts.TargetRegistry.Insecure, "target-insecure", false, "skip TLS certificate verification for the target registry")
+	f.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for source and target registries")
+	f.StringVar(&outputJSON, "output-json", "", "write the conversion report (sizes, chunk and dedup counts, timings) to this file")
+	f.IntVar(&retries, "push-retry-count", 3, "retries of failed registry requests")
+	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for spilled layers and blobs (default: the system temp dir)")
+	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
+	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
+	return cmd
+}
+
+func logProgress(e converter.Event) {
+	switch e.Kind {
+	case converter.EventPlatformStart:
+		logrus.Infof("converting platform %s", e.Platform)
+	case converter.EventLayerStart:
+		logrus.Infof("layer %d/%d %s (%d bytes): converting", e.Layer+1, e.Layers, e.Digest, e.Size)
+	case converter.EventLayerDone:
+		r := e.Report
+		logrus.Infof("layer %d/%d done: blob %s, %d bytes, %d chunks (%d deduplicated) in %d ms",
+			e.Layer+1, e.Layers, r.BlobDigest, r.BlobSize, r.Chunks, r.DedupChunks, r.ConvertMs)
+	case converter.EventMerged:
+		logrus.Infof("platform %s: bootstrap merged", e.Platform)
+	case converter.EventPublishing:
+		logrus.Info("publishing blobs, config and manifest")
+	}
+}
+
+// writeFileAtomic writes data to a temp file beside path and renames it.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".nydusify-*.tmp")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

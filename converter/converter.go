@@ -1,0 +1,292 @@
+// Package converter turns an OCI or Docker image into a Nydus image: the
+// only package that knows the whole conversion flow.
+//
+// For each selected platform it streams every source layer, decompressed,
+// through rafsbuild.BuildLayer (in layer order, sharing a chunk dictionary
+// so each chunk is stored once per image) into a blob spilled to the work
+// directory, merges the layers' bootstraps with overlay rules, wraps blobs
+// and bootstrap as an OCI image (packer) and publishes it last, after every
+// platform converted: a failed or interrupted conversion publishes nothing.
+package converter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/packer"
+	"github.com/nydus-go/nydusify/rafsbuild"
+)
+
+// Options configure a conversion. Source and one of Target/TargetSuffix are
+// required.
+type Options struct {
+	Source       string // imageref syntax: registry ref, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]
+	Target       string // registry ref or oci:DIR[:TAG]
+	TargetSuffix string // target = source registry ref (tag normalised) + suffix
+
+	Platforms    []v1.Platform // nil: the host's linux/GOARCH
+	AllPlatforms bool
+
+	Build          rafsbuild.Options
+	SourceRegistry imageref.RegistryOptions
+	TargetRegistry imageref.RegistryOptions
+
+	// WorkDir holds spilled layers and blobs while converting; a fresh
+	// directory below it is removed at the end. Default: the OS temp dir.
+	WorkDir string
+	// Concurrency bounds parallel layer downloads and blob uploads
+	// (default 4).
+	Concurrency int
+	// Progress, if set, receives events as the conversion advances.
+	Progress func(Event)
+}
+
+func (o *Options) jobs() int {
+	if o.Concurrency > 0 {
+		return o.Concurrency
+	}
+	return 4
+}
+
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	EventPlatformStart EventKind = iota
+	EventLayerStart
+	EventLayerDone
+	EventMerged
+	EventPublishing
+)
+
+// Event is a progress report.
+type Event struct {
+	Kind     EventKind
+	Platform string
+	Layer    int // index of the layer, for layer events
+	Layers   int
+	Digest   string       // source layer digest, for layer events
+	Size     int64        // compressed source layer size
+	Report   *LayerReport // EventLayerDone
+}
+
+// Report is what a conversion did; it is also the --output-json document.
+type Report struct {
+	Source    string           `json:"source"`
+	Target    string           `json:"target"`
+	Digest    string           `json:"target_digest"`
+	MediaType string           `json:"target_media_type"`
+	Platforms []PlatformReport `json:"platforms"`
+	// Skipped lists index entries that are not images to convert
+	// (attestations, artifacts); they are not carried into the target.
+	Skipped []string `json:"skipped_manifests,omitempty"`
+	Timings Timings  `json:"timings_ms"`
+}
+
+// PlatformReport describes one converted platform image.
+type PlatformReport struct {
+	Platform      string        `json:"platform"`
+	SourceDigest  string        `json:"source_manifest"`
+	Layers        []LayerReport `json:"layers"`
+	BootstrapSize int           `json:"bootstrap_size"`
+	Blobs         []string      `json:"bootstrap_blob_table"`
+	SourceBytes   int64         `json:"source_compressed_bytes"`
+	BlobBytes     int64         `json:"blob_bytes"`
+	DataBytes     uint64        `json:"data_bytes"`
+	Chunks        uint64        `json:"chunks"`
+	DedupChunks   uint64        `json:"dedup_chunks"`
+}
+
+// Timings of the conversion phases in milliseconds.
+type Timings struct {
+	Resolve int64 `json:"resolve"`
+	Convert int64 `json:"convert"`
+	Publish int64 `json:"publish"`
+	Total   int64 `json:"total"`
+}
+
+type converter struct {
+	opts Options
+	work string
+}
+
+func (c *converter) progress(e Event) {
+	if c.opts.Progress != nil {
+		c.opts.Progress(e)
+	}
+}
+
+// Convert converts opts.Source into a Nydus image published at the target.
+func Convert(ctx context.Context, opts Options) (*Report, error) {
+	start := time.Now()
+	if opts.Source == "" {
+		return nil, errors.New("a source image is required")
+	}
+	src, err := imageref.Parse(opts.Source)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	var dst imageref.Ref
+	switch {
+	case opts.Target != "" && opts.TargetSuffix != "":
+		return nil, errors.New("give a target or a target suffix, not both")
+	case opts.Target != "":
+		if dst, err = imageref.Parse(opts.Target); err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+	case opts.TargetSuffix != "":
+		if dst, err = src.WithSuffix(opts.TargetSuffix); err != nil {
+			return nil, fmt.Errorf("target suffix: %w", err)
+		}
+	default:
+		return nil, errors.New("a target or a target suffix is required")
+	}
+	if err := os.MkdirAll(orTemp(opts.WorkDir), 0o755); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	work, err := os.MkdirTemp(orTemp(opts.WorkDir), "nydusify-convert-")
+	if err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+	if opts.Build.Workers == 0 {
+		opts.Build.Workers = runtime.GOMAXPROCS(0)
+	}
+	c := &converter{opts: opts, work: work}
+
+	source, err := imageref.OpenSource(ctx, src, opts.SourceRegistry)
+	if err != nil {
+		return nil, err
+	}
+	images, skipped, err := source.Images(opts.Platforms, opts.AllPlatforms)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", src, err)
+	}
+	if len(images) == 0 {
+		return nil, fmt.Errorf("source %s has no manifest for the requested platforms", src)
+	}
+	rep := &Report{Source: src.String(), Target: dst.String()}
+	for _, d := range skipped {
+		rep.Skipped = append(rep.Skipped, d.Digest.String())
+	}
+	resolved := time.Now()
+
+	var outs []packer.Platformed
+	for i, pi := range images {
+		dir := filepath.Join(work, fmt.Sprintf("platform-%d", i))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, err
+		}
+		pc := &converter{opts: opts, work: dir}
+		img, prep, err := pc.convertImage(ctx, pi, src.String(), src.Kind == imageref.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("platform %s: %w", platformString(pi.Platform), err)
+		}
+		outs = append(outs, packer.Platformed{Platform: pi.Platform, Image: img})
+		rep.Platforms = append(rep.Platforms, *prep)
+	}
+	converted := time.Now()
+
+	c.progress(Event{Kind: EventPublishing})
+	desc, err := packer.Publish(ctx, dst, outs, opts.TargetRegistry)
+	if err != nil {
+		return nil, err
+	}
+	rep.Digest, rep.MediaType = desc.Digest.String(), string(desc.MediaType)
+	rep.Timings = Timings{
+		Resolve: resolved.Sub(start).Milliseconds(), Convert: converted.Sub(resolved).Milliseconds(),
+		Publish: time.Since(converted).Milliseconds(), Total: time.Since(start).Milliseconds(),
+	}
+	return rep, nil
+}
+
+// convertImage converts one platform image into a Nydus image whose layers
+// are files in the work directory.
+func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage, sourceRef string, remote bool) (v1.Image, *PlatformReport, error) {
+	plat := platformString(pi.Platform)
+	c.progress(Event{Kind: EventPlatformStart, Platform: plat})
+	layers, err := pi.Image.Layers()
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing layers: %w", err)
+	}
+	if len(layers) == 0 {
+		return nil, nil, errors.New("the image has no layers")
+	}
+	converted, reports, err := c.convertLayers(ctx, layers, remote)
+	if err != nil {
+		return nil, nil, err
+	}
+	built := make([]*rafsbuild.Layer, len(converted))
+	for i, cl := range converted {
+		built[i] = cl.layer
+	}
+	merged, err := rafsbuild.Merge(built, c.opts.Build)
+	if err != nil {
+		return nil, nil, fmt.Errorf("merging layers: %w", err)
+	}
+	c.progress(Event{Kind: EventMerged, Platform: plat})
+	bootPath := filepath.Join(c.work, "image.boot")
+	if err := os.WriteFile(bootPath, merged.Bootstrap, 0o444); err != nil {
+		return nil, nil, err
+	}
+	var metas []packer.NamedFile
+	var blobLayers []v1.Layer
+	for _, cl := range converted {
+		if cl.meta != "" {
+			metas = append(metas, packer.NamedFile{Name: cl.layer.Digest + ".blob.meta", Path: cl.meta})
+		}
+		bl, err := packer.BlobLayer(cl.path)
+		if err != nil {
+			return nil, nil, err
+		}
+		blobLayers = append(blobLayers, bl)
+	}
+	mt, err := pi.Image.MediaType()
+	if err != nil {
+		return nil, nil, err
+	}
+	boot, err := packer.BootstrapLayer(bootPath, metas, packer.BootstrapMediaType(mt), c.work)
+	if err != nil {
+		return nil, nil, fmt.Errorf("packing bootstrap: %w", err)
+	}
+	img, err := packer.Image(pi, blobLayers, boot, sourceRef)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &PlatformReport{
+		Platform: plat, SourceDigest: pi.Descriptor.Digest.String(), Layers: reports,
+		BootstrapSize: len(merged.Bootstrap), Blobs: merged.Blobs,
+	}
+	for _, r := range reports {
+		rep.SourceBytes += r.SourceSize
+		rep.BlobBytes += r.BlobSize
+		rep.DataBytes += r.DataBytes
+		rep.Chunks += r.Chunks
+		rep.DedupChunks += r.DedupChunks
+	}
+	return img, rep, nil
+}
+
+func platformString(p v1.Platform) string {
+	parts := []string{p.OS, p.Architecture}
+	if p.Variant != "" {
+		parts = append(parts, p.Variant)
+	}
+	return strings.Join(parts, "/")
+}
+
+func orTemp(dir string) string {
+	if dir == "" {
+		return os.TempDir()
+	}
+	return dir
+}

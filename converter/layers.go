@@ -1,0 +1,200 @@
+package converter
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nydus-go/nydusify/rafsbuild"
+	"github.com/nydus-go/nydusify/tarstream"
+)
+
+// LayerReport describes the conversion of one source layer.
+type LayerReport struct {
+	SourceDigest string `json:"source_digest"`
+	SourceSize   int64  `json:"source_size"`
+	BlobDigest   string `json:"blob_digest"`
+	BlobSize     int64  `json:"blob_size"`
+	rafsbuild.LayerStats
+	FetchMs   int64 `json:"fetch_ms"`
+	ConvertMs int64 `json:"convert_ms"`
+}
+
+// convertedLayer is a layer blob waiting in the work directory.
+type convertedLayer struct {
+	layer *rafsbuild.Layer
+	path  string // blob file, named by its digest
+	meta  string // its blob.meta file, "" when the layer has no data
+}
+
+// fetched is a source layer's compressed bytes, spilled to the work
+// directory by the prefetcher, or nil for local sources read in place.
+type fetched struct {
+	path string
+	ms   int64
+	err  error
+	done chan struct{}
+}
+
+// convertLayers converts the layers of one image in order against a shared
+// chunk dictionary (cross-layer dedup needs lower layers done first). For
+// registry sources up to jobs later layers are downloaded to the work
+// directory while earlier ones are converted, so the network and the CPU
+// overlap; memory stays bounded because layers are spilled, not buffered.
+func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote bool) ([]convertedLayer, []LayerReport, error) {
+	pre := make([]*fetched, len(layers))
+	for i := range pre {
+		pre[i] = &fetched{done: make(chan struct{})}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if remote {
+		g.SetLimit(c.opts.jobs())
+		go func() {
+			for i, l := range layers {
+				f := pre[i]
+				g.Go(func() error {
+					defer close(f.done)
+					start := time.Now()
+					f.path, f.err = c.spill(gctx, l)
+					f.ms = time.Since(start).Milliseconds()
+					return f.err
+				})
+			}
+		}()
+	} else {
+		for _, f := range pre {
+			close(f.done)
+		}
+	}
+	defer g.Wait()
+
+	dict := rafsbuild.NewChunkDict()
+	out := make([]convertedLayer, 0, len(layers))
+	reports := make([]LayerReport, 0, len(layers))
+	for i, l := range layers {
+		f := pre[i]
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+		if f.err != nil {
+			return nil, nil, f.err
+		}
+		digest, err := l.Digest()
+		if err != nil {
+			return nil, nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		size, _ := l.Size()
+		c.progress(Event{Kind: EventLayerStart, Layer: i, Layers: len(layers), Digest: digest.String(), Size: size})
+		start := time.Now()
+		cl, err := c.convertLayer(ctx, l, f.path, dict)
+		if f.path != "" {
+			os.Remove(f.path)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("converting layer %d (%s): %w", i, digest, err)
+		}
+		rep := LayerReport{
+			SourceDigest: digest.String(), SourceSize: size,
+			BlobDigest: "sha256:" + cl.layer.Digest, BlobSize: cl.layer.Size, LayerStats: cl.layer.Stats,
+			FetchMs: f.ms, ConvertMs: time.Since(start).Milliseconds(),
+		}
+		c.progress(Event{Kind: EventLayerDone, Layer: i, Layers: len(layers), Digest: digest.String(), Report: &rep})
+		out = append(out, cl)
+		reports = append(reports, rep)
+	}
+	return out, reports, g.Wait()
+}
+
+// spill downloads a layer's compressed bytes into the work directory; the
+// registry client verifies them against the layer digest as they stream.
+func (c *converter) spill(ctx context.Context, l v1.Layer) (string, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return "", fmt.Errorf("fetching layer: %w", err)
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp(c.work, "source-*.layer")
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(f, ctxReader{ctx, rc})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("fetching layer: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// convertLayer streams one layer, decompressed, into a blob file named by
+// its digest in the work directory.
+func (c *converter) convertLayer(ctx context.Context, l v1.Layer, spilled string, dict *rafsbuild.ChunkDict) (convertedLayer, error) {
+	var src io.ReadCloser
+	var err error
+	if spilled != "" {
+		src, err = os.Open(spilled)
+	} else {
+		src, err = l.Compressed()
+	}
+	if err != nil {
+		return convertedLayer{}, fmt.Errorf("opening layer: %w", err)
+	}
+	defer src.Close()
+	tarStream, err := tarstream.Open(src)
+	if err != nil {
+		return convertedLayer{}, err
+	}
+	defer tarStream.Close()
+	blob, err := os.CreateTemp(c.work, "blob-*.tmp")
+	if err != nil {
+		return convertedLayer{}, err
+	}
+	layer, err := rafsbuild.BuildLayer(ctx, ctxReader{ctx, tarStream}, blob, c.opts.Build, dict)
+	if err == nil {
+		// Read past the tar's end so the gzip/zstd trailer is checked.
+		if _, derr := io.Copy(io.Discard, tarStream); derr != nil {
+			err = fmt.Errorf("reading layer stream: %w", derr)
+		}
+	}
+	if cerr := blob.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(blob.Name())
+		return convertedLayer{}, err
+	}
+	cl := convertedLayer{layer: layer, path: filepath.Join(c.work, layer.Digest)}
+	if err := os.Rename(blob.Name(), cl.path); err != nil {
+		return convertedLayer{}, err
+	}
+	if layer.BlobMeta != nil {
+		cl.meta = cl.path + ".blob.meta"
+		if err := os.WriteFile(cl.meta, layer.BlobMeta, 0o644); err != nil {
+			return convertedLayer{}, err
+		}
+	}
+	return cl, nil
+}
+
+// ctxReader stops a stream when the context is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
