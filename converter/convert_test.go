@@ -1,0 +1,387 @@
+package converter_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	ggcrcompression "github.com/google/go-containerregistry/pkg/compression"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nydus-go/nydusify/converter"
+	"github.com/nydus-go/nydusify/extract"
+	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/testenv"
+	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/packer"
+	"github.com/nydus-go/nydusify/rafs"
+	"github.com/nydus-go/nydusify/rafsbuild"
+)
+
+// hdr is one tar entry of a test layer.
+type hdr struct {
+	tar.Header
+	body string
+}
+
+func reg(name, body string, mode int64) hdr {
+	return hdr{tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: mode, Size: int64(len(body))}, body}
+}
+func dirE(name string, mode int64) hdr {
+	return hdr{Header: tar.Header{Name: name, Typeflag: tar.TypeDir, Mode: mode}}
+}
+func typed(name string, typ byte, link string) hdr {
+	return hdr{Header: tar.Header{Name: name, Typeflag: typ, Linkname: link, Mode: 0o777}}
+}
+
+func tarBytes(t testing.TB, format tar.Format, entries ...hdr) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := e.Header
+		h.Format = format
+		if h.ModTime.IsZero() {
+			h.ModTime = time.Unix(1700000000, 0)
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatalf("%s: %v", h.Name, err)
+		}
+		io.WriteString(tw, e.body)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// layerOf wraps a tar as a layer in the given compression and media type,
+// with the right diff_id.
+func layerOf(t testing.TB, data []byte, compression string, mt types.MediaType) v1.Layer {
+	t.Helper()
+	if compression == "none" {
+		return static.NewLayer(data, mt)
+	}
+	opener := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+	opts := []tarball.LayerOption{tarball.WithMediaType(mt)}
+	if compression == "zstd" {
+		opts = append(opts, tarball.WithCompression(ggcrcompression.ZStd))
+	}
+	l, err := tarball.LayerFromOpener(opener, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// sourceImage has three layers (gzip, zstd, uncompressed) covering the tar
+// and overlay semantics: long names in PAX and GNU form, xattrs, devices,
+// fifos, hardlinks, whiteouts, an opaque directory, type changes, a
+// duplicate entry, implied parents.
+//
+// zstd selects a zstd second layer; umoci 0.4 cannot read zstd, so the
+// flattened reference uses the same tars with gzip instead.
+func sourceImage(t testing.TB, oci, zstd bool) v1.Image {
+	long := strings.Repeat("long-name-", 20) + "end"
+	xattrFile := reg("etc/xattrs", "with xattrs", 0o644)
+	xattrFile.PAXRecords = map[string]string{"SCHILY.xattr.user.foo": "bar", "SCHILY.xattr.trusted.t": "x"}
+	suid := reg("bin/suid", "setuid", 0o4755)
+	owned := reg("home/user/file", "owned", 0o600)
+	owned.Uid, owned.Gid = 1000, 4294967294
+	chr := typed("dev/null", tar.TypeChar, "")
+	chr.Devmajor, chr.Devminor, chr.Mode = 1, 3, 0o666
+	blk := typed("dev/loop9", tar.TypeBlock, "")
+	blk.Devmajor, blk.Devminor, blk.Mode = 7, 9, 0o660
+	fifo := typed("run/fifo", tar.TypeFifo, "")
+	fifo.Mode = 0o644
+	big := strings.Repeat("0123456789abcdef", 300000) // 4.8 MB: several chunks, repeated later
+	l1 := tarBytes(t, tar.FormatPAX,
+		dirE("./", 0o755), dirE("./etc/", 0o755), reg("./etc/hostname", "base", 0o644), xattrFile,
+		dirE("./bin/", 0o755), suid, dirE("./home/", 0o755), dirE("./home/user/", 0o700), owned,
+		dirE("./dev/", 0o755), chr, blk, dirE("./run/", 0o755), fifo,
+		reg("./"+long, "pax long name", 0o644), dirE("./data/", 0o755), reg("./data/big", big, 0o644),
+		reg("./data/a", "hard", 0o644), typed("./data/b", tar.TypeLink, "./data/a"),
+		dirE("./gone/", 0o755), reg("./gone/file", "x", 0o644),
+		dirE("./opq/", 0o755), reg("./opq/old", "old", 0o644),
+		reg("./f2d", "file", 0o644), dirE("./d2f/", 0o755), reg("./d2f/child", "c", 0o644),
+		typed("./link", tar.TypeSymlink, "etc/hostname"), reg("./dup", "first", 0o644), reg("./dup", "second", 0o644))
+	l2 := tarBytes(t, tar.FormatGNU,
+		reg(".wh.gone", "", 0o644), reg("opq/.wh..wh..opq", "", 0o644), reg("opq/new", "new", 0o644),
+		dirE("f2d/", 0o755), reg("f2d/inner", "inner", 0o644), reg("d2f", "now a file", 0o644),
+		reg("etc/hostname", "upper", 0o644), dirE("gnu/", 0o755), reg("gnu/"+long, "gnu long name", 0o644),
+		reg("implied/parents/file", "made up parents", 0o644), reg("data/copy", big, 0o644))
+	l3 := tarBytes(t, tar.FormatUSTAR, reg("etc/.wh.xattrs", "", 0o644), reg("etc/new", "layer 3", 0o644))
+	mtGz, mtZstd, mtTar := types.OCILayer, types.OCILayerZStd, types.OCIUncompressedLayer
+	if !oci {
+		mtGz, mtZstd, mtTar = types.DockerLayer, types.DockerLayer, types.DockerUncompressedLayer
+	}
+	base := empty.Image
+	if !oci {
+		base = mutate.MediaType(base, types.DockerManifestSchema2)
+		base = mutate.ConfigMediaType(base, types.DockerConfigJSON)
+	} else {
+		base = mutate.MediaType(base, types.OCIManifestSchema1)
+		base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
+	}
+	second := layerOf(t, l2, "gzip", mtGz)
+	if zstd {
+		second = layerOf(t, l2, "zstd", mtZstd)
+	}
+	img, err := mutate.AppendLayers(base, layerOf(t, l1, "gzip", mtGz), second, layerOf(t, l3, "none", mtTar))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OS, cfg.Architecture = "linux", "amd64"
+	cfg.Config.Cmd = []string{"/bin/sh"}
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// flatten unpacks img with umoci, the independent judge of overlay rules.
+func flatten(t testing.TB, img v1.Image) string {
+	t.Helper()
+	umoci := testenv.RequireTool(t, "umoci")
+	dir := t.TempDir()
+	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "src"})); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if out, err := exec.Command(umoci, "raw", "unpack", "--image", filepath.Join(dir, "layout")+":src", rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("umoci raw unpack: %v\n%s", err, out)
+	}
+	return rootfs
+}
+
+// mountNydus pulls a Nydus image, writes its blobs and bootstrap, and mounts
+// the bootstrap with the kernel, the blob views as devices in blob-table
+// order.
+func mountNydus(t testing.TB, img v1.Image) string {
+	t.Helper()
+	dir := t.TempDir()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers[:len(layers)-1] {
+		d, _ := l.Digest()
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(filepath.Join(dir, d.Hex))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(f, rc)
+		rc.Close()
+		f.Close()
+	}
+	rc, err := layers[len(layers)-1].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	boot := filepath.Join(dir, "image.boot")
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("bootstrap layer has no %s: %v", packer.BootstrapName, err)
+		}
+		if h.Name == packer.BootstrapName {
+			f, _ := os.Create(boot)
+			io.Copy(f, tr)
+			f.Close()
+			break
+		}
+	}
+	ex, err := extract.Open(boot, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	views, err := ex.BlobViews(context.Background(), filepath.Join(dir, "views"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.FsckEROFS(t, boot, views)
+	return testenv.MountEROFS(t, boot, views)
+}
+
+// impliedDirs are parents no tar entry describes: their mtime is not
+// defined (umoci stamps the unpack time, Nydus 0), so it is not compared.
+var impliedDirs = map[string]bool{"/implied": true, "/implied/parents": true}
+
+func requireSame(t testing.TB, want, got string) {
+	t.Helper()
+	all, err := treecmp.Compare(want, got, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diffs []treecmp.Diff
+	for _, d := range all {
+		if !(d.Field == treecmp.FieldMtime && impliedDirs[d.Path]) {
+			diffs = append(diffs, d)
+		}
+	}
+	for i, d := range diffs {
+		if i == 30 {
+			t.Errorf("... %d differences in all", len(diffs))
+			break
+		}
+		t.Error(d)
+	}
+}
+
+// TestConvertRegistry converts a three-layer image (OCI and Docker media
+// types) from a real registry (Debian's docker-registry) into it, checks the
+// artifact with skopeo, and proves the filesystem: the kernel mounts the
+// merged bootstrap over the blob views and the tree equals umoci's flattened
+// source rootfs.
+func TestConvertRegistry(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireEROFS(t)
+	host := testenv.StartRegistry(t)
+	skopeo := testenv.RequireTool(t, "skopeo")
+	for _, oci := range []bool{true, false} {
+		kind := map[bool]string{true: "oci", false: "docker"}[oci]
+		t.Run(kind, func(t *testing.T) {
+			src := sourceImage(t, oci, oci)
+			srcRef, _ := name.ParseReference(host+"/src/"+kind+":v1", name.Insecure)
+			if err := remote.Write(srcRef, src); err != nil {
+				t.Fatal(err)
+			}
+			target := host + "/nydus/" + kind + ":v1"
+			reg := imageref.RegistryOptions{PlainHTTP: true}
+			rep, err := converter.Convert(context.Background(), converter.Options{
+				Source: srcRef.String(), Target: target, Build: rafsbuild.Options{Compressor: rafs.CompressNone},
+				SourceRegistry: reg, TargetRegistry: reg,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := rep.Platforms[0]
+			if len(p.Layers) != 3 || p.Layers[1].DictChunks == 0 {
+				t.Errorf("report: %d layers, layer 2 cross-layer dedup %d", len(p.Layers), p.Layers[1].DictChunks)
+			}
+
+			out, err := exec.Command(skopeo, "inspect", "--tls-verify=false", "--raw", "docker://"+target).CombinedOutput()
+			if err != nil {
+				t.Fatalf("skopeo inspect: %v\n%s", err, out)
+			}
+			var m v1.Manifest
+			if err := json.Unmarshal(out, &m); err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Layers) != 4 || m.Layers[0].MediaType != packer.MediaTypeNydusBlob ||
+				m.Layers[0].Annotations[packer.AnnotationNydusBlob] != "true" ||
+				m.Layers[3].Annotations[packer.AnnotationNydusBootstrap] != "true" ||
+				m.Annotations[packer.AnnotationSourceDigest] != p.SourceDigest {
+				t.Errorf("manifest as skopeo reads it:\n%s", out)
+			}
+
+			tref, _ := name.ParseReference(target, name.Insecure)
+			img, err := remote.Image(tref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// umoci reads OCI manifests only; both variants carry the same layers.
+			requireSame(t, flatten(t, sourceImage(t, true, false)), mountNydus(t, img))
+		})
+	}
+}
+
+// TestConvertFailurePublishesNothing: a corrupt layer fails the conversion
+// and the target tag never appears.
+func TestConvertFailurePublishesNothing(t *testing.T) {
+	host := testenv.StartRegistry(t)
+	good := layerOf(t, tarBytes(t, tar.FormatPAX, reg("a", "a", 0o644)), "gzip", types.OCILayer)
+	bad := static.NewLayer([]byte("\x1f\x8b not really gzip"), types.OCILayer)
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), good, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcRef, _ := name.ParseReference(host+"/src/bad:v1", name.Insecure)
+	if err := remote.Write(srcRef, img); err != nil {
+		t.Fatal(err)
+	}
+	target := host + "/nydus/bad:v1"
+	reg := imageref.RegistryOptions{PlainHTTP: true}
+	_, err = converter.Convert(context.Background(), converter.Options{
+		Source: srcRef.String(), Target: target, SourceRegistry: reg, TargetRegistry: reg,
+		Platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}},
+	})
+	if err == nil || !strings.Contains(err.Error(), "layer 1") {
+		t.Fatalf("converting a corrupt layer: %v", err)
+	}
+	tref, _ := name.ParseReference(target, name.Insecure)
+	_, err = remote.Head(tref)
+	var terr *transport.Error
+	if !errors.As(err, &terr) || terr.StatusCode != 404 {
+		t.Errorf("target manifest after a failed conversion: %v", err)
+	}
+}
+
+// TestConvertOCILayoutToLayout converts without any registry: OCI layout in,
+// OCI layout out, then mounts the result.
+func TestConvertOCILayoutToLayout(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireEROFS(t)
+	dir := t.TempDir()
+	src := sourceImage(t, true, true)
+	lp, err := layout.Write(filepath.Join(dir, "src"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(src, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "app"})); err != nil {
+		t.Fatal(err)
+	}
+	_, err = converter.Convert(context.Background(), converter.Options{
+		Source: "oci:" + filepath.Join(dir, "src") + ":app", Target: "oci:" + filepath.Join(dir, "dst") + ":app-nydus",
+		Build: rafsbuild.Options{Compressor: rafs.CompressZstd},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := layout.ImageIndexFromPath(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) != 1 || im.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "app-nydus" {
+		t.Fatalf("target index %+v (%v)", im, err)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireSame(t, flatten(t, sourceImage(t, true, false)), mountNydus(t, img))
+}
