@@ -385,3 +385,76 @@ func TestConvertOCILayoutToLayout(t *testing.T) {
 	}
 	requireSame(t, flatten(t, sourceImage(t, true, false)), mountNydus(t, img))
 }
+
+// TestConvertIndex converts a two-platform index with an attestation
+// manifest: --all-platforms gives an index of two Nydus manifests, the
+// attestation is skipped; one --platform gives a plain manifest.
+func TestConvertIndex(t *testing.T) {
+	host := testenv.StartRegistry(t)
+	var adds []mutate.IndexAddendum
+	for _, arch := range []string{"amd64", "arm64"} {
+		img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+		img, err := mutate.AppendLayers(img, layerOf(t, tarBytes(t, tar.FormatPAX, reg("arch", arch, 0o644)), "gzip", types.OCILayer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	att := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	adds = append(adds, mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"}}})
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	srcRef, _ := name.ParseReference(host+"/src/multi:v1", name.Insecure)
+	if err := remote.WriteIndex(srcRef, idx); err != nil {
+		t.Fatal(err)
+	}
+	reg := imageref.RegistryOptions{PlainHTTP: true}
+	rep, err := converter.Convert(context.Background(), converter.Options{
+		Source: srcRef.String(), TargetSuffix: "-nydus", AllPlatforms: true, SourceRegistry: reg, TargetRegistry: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Platforms) != 2 || len(rep.Skipped) != 1 || rep.MediaType != string(types.OCIImageIndex) {
+		t.Fatalf("report: %d platforms, %d skipped, %s", len(rep.Platforms), len(rep.Skipped), rep.MediaType)
+	}
+	tref, _ := name.ParseReference(host+"/src/multi:v1-nydus", name.Insecure)
+	got, err := remote.Index(tref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := got.IndexManifest()
+	if err != nil || len(im.Manifests) != 2 || im.Manifests[1].Platform.Architecture != "arm64" {
+		t.Fatalf("target index %+v (%v)", im, err)
+	}
+	rep, err = converter.Convert(context.Background(), converter.Options{
+		Source: srcRef.String(), Target: host + "/nydus/arm:v1", Platforms: []v1.Platform{{OS: "linux", Architecture: "arm64"}},
+		SourceRegistry: reg, TargetRegistry: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.MediaType != string(types.OCIManifestSchema1) || rep.Platforms[0].Platform != "linux/arm64" {
+		t.Errorf("one platform: %s %s", rep.MediaType, rep.Platforms[0].Platform)
+	}
+}
+
+// TestConvertDockerArchive converts a docker-save tarball into an OCI layout.
+func TestConvertDockerArchive(t *testing.T) {
+	dir := t.TempDir()
+	src := sourceImage(t, false, false)
+	tag, _ := name.NewTag("example.com/app:v1")
+	archive := filepath.Join(dir, "app.tar")
+	if err := tarball.WriteToFile(archive, tag, src); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := converter.Convert(context.Background(), converter.Options{
+		Source: "docker-archive:" + archive, Target: "oci:" + filepath.Join(dir, "out") + ":app",
+		Build: rafsbuild.Options{Compressor: rafs.CompressLZ4Block},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rep.Platforms[0]; len(p.Layers) != 3 || p.DataBytes == 0 {
+		t.Errorf("report %+v", p)
+	}
+}
