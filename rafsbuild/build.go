@@ -38,7 +38,7 @@ type Options struct {
 	// changes the output.
 	Workers int
 	// Progress, if set, is called every ProgressInterval while file data is
-	// read, from another goroutine.
+	// read, from another goroutine. Layer builds report no totals.
 	Progress func(Progress)
 	// ProgressInterval defaults to one second.
 	ProgressInterval time.Duration
@@ -168,7 +168,7 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 		return nil, err
 	}
 	bw := newBlobWriter(blobFile, &opts, false)
-	stopProgress := reportProgress(&opts, lay.order, bw)
+	stopProgress := reportProgress(&opts, dirTotals(lay.order), bw)
 	err = readDirData(ctx, src, lay.order, bw)
 	stopProgress()
 	if err != nil {
@@ -274,18 +274,23 @@ func isWithin(path, dir string) (bool, error) {
 	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../")), nil
 }
 
-// reportProgress calls opts.Progress periodically until the returned stop
-// function is called.
-func reportProgress(opts *Options, order []*node, bw *blobWriter) (stop func()) {
-	if opts.Progress == nil {
-		return func() {}
-	}
+// dirTotals counts the files and bytes a directory build will read.
+func dirTotals(order []*node) Progress {
 	var total Progress
 	for _, n := range order {
 		if n.isReg() && n.primary == nil {
 			total.TotalFiles++
 			total.TotalBytes += n.data.size
 		}
+	}
+	return total
+}
+
+// reportProgress calls opts.Progress periodically, with the totals given
+// (zero when unknown, as for a tar stream), until stop is called.
+func reportProgress(opts *Options, total Progress, bw *blobWriter) (stop func()) {
+	if opts.Progress == nil {
+		return func() {}
 	}
 	interval := opts.ProgressInterval
 	if interval <= 0 {

@@ -69,7 +69,10 @@ func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options, d
 	bw := newBlobWriter(blob, &opts, true)
 	bw.dict = dict
 	l := &Layer{tree: t}
-	if err := l.readTar(ctx, tar.NewReader(r), bw, &opts); err != nil {
+	stopProgress := reportProgress(&opts, Progress{}, bw)
+	err := l.readTar(ctx, tar.NewReader(r), bw, &opts)
+	stopProgress()
+	if err != nil {
 		bw.drain()
 		return nil, err
 	}

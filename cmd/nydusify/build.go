@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -31,8 +30,9 @@ Writes, in the output directory:
   output.json   blob ids, sizes, chunk and dedup counts, timings
 
 Identical chunks are stored once. The same tree and options always give
-byte-identical outputs, whatever --workers is. Progress is logged every two
-seconds on stderr. On error nothing is left in the output directory.`,
+byte-identical outputs, whatever --workers is. Progress shows on a status
+line on a terminal, and every 10 s in logs otherwise. On error nothing is
+left in the output directory.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if sourceDir == "" || outputDir == "" {
@@ -58,12 +58,11 @@ seconds on stderr. On error nothing is left in the output directory.`,
 			}
 			opts.ChunkSize = uint32(cs)
 			opts.Workers = workers
-			opts.Progress = func(p rafsbuild.Progress) {
-				logrus.Infof("reading file data: %d/%d MiB, %d/%d files",
-					p.Bytes>>20, p.TotalBytes>>20, p.Files, p.TotalFiles)
-			}
-			opts.ProgressInterval = 2 * time.Second
+			view := newProgressView()
+			view.label = "reading file data:"
+			opts.Progress, opts.ProgressInterval = view.bytes, view.interval()
 			res, err := rafsbuild.BuildDir(cmd.Context(), sourceDir, outputDir, name, opts)
+			view.done()
 			if err != nil {
 				return err
 			}

@@ -59,9 +59,12 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
 			opts.SourceRegistry.Retries, opts.TargetRegistry.Retries = retries, retries
 			opts.SourceRegistry.Jobs, opts.TargetRegistry.Jobs = opts.Concurrency, opts.Concurrency
+			view := newProgressView()
 			opts.Build.Warn = func(msg string) { logrus.Warn(msg) }
-			opts.Progress = logProgress
+			opts.Build.Progress, opts.Build.ProgressInterval = view.bytes, view.interval()
+			opts.Progress = view.event
 			rep, err := converter.Convert(cmd.Context(), opts)
+			view.done()
 			if err != nil {
 				return err
 			}
@@ -96,23 +99,6 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
 	return cmd
-}
-
-func logProgress(e converter.Event) {
-	switch e.Kind {
-	case converter.EventPlatformStart:
-		logrus.Infof("converting platform %s", e.Platform)
-	case converter.EventLayerStart:
-		logrus.Infof("layer %d/%d %s (%d bytes): converting", e.Layer+1, e.Layers, e.Digest, e.Size)
-	case converter.EventLayerDone:
-		r := e.Report
-		logrus.Infof("layer %d/%d done: blob %s, %d bytes, %d chunks (%d deduplicated) in %d ms",
-			e.Layer+1, e.Layers, r.BlobDigest, r.BlobSize, r.Chunks, r.DedupChunks, r.ConvertMs)
-	case converter.EventMerged:
-		logrus.Infof("platform %s: bootstrap merged", e.Platform)
-	case converter.EventPublishing:
-		logrus.Info("publishing blobs, config and manifest")
-	}
 }
 
 // writeFileAtomic writes data to a temp file beside path and renames it.
