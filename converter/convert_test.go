@@ -3,13 +3,16 @@ package converter_test
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -457,4 +460,117 @@ func TestConvertDockerArchive(t *testing.T) {
 	if p := rep.Platforms[0]; len(p.Layers) != 3 || p.DataBytes == 0 {
 		t.Errorf("report %+v", p)
 	}
+}
+
+// TestConvertRealistic converts a realistic layer, the Go installation tree
+// (some 15k files, 245 MB), through an OCI layout and proves the kernel
+// mount equals umoci's unpack of the source.
+func TestConvertRealistic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("converts and compares a 245 MB tree; skipped with -short")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireEROFS(t)
+	dir := t.TempDir()
+	layerPath := filepath.Join(dir, "goroot.tar.gz")
+	if err := writeTreeLayer(runtime.GOROOT(), layerPath); err != nil {
+		t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromFile(layerPath, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	src, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, err := layout.Write(filepath.Join(dir, "src"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(src, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "go"})); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := converter.Convert(context.Background(), converter.Options{
+		Source: "oci:" + filepath.Join(dir, "src") + ":go", Target: "oci:" + filepath.Join(dir, "dst") + ":go",
+		Build: rafsbuild.Options{Compressor: rafs.CompressZstd},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Platforms[0]
+	t.Logf("Go tree layer: %d MB in, %d MB blob, %d chunks (%d deduplicated), convert %d ms",
+		p.DataBytes>>20, p.BlobBytes>>20, p.Chunks, p.DedupChunks, rep.Timings.Convert)
+	idx, err := layout.ImageIndexFromPath(filepath.Join(dir, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireSame(t, flatten(t, src), mountNydus(t, img))
+}
+
+// writeTreeLayer writes a gzip tar (PAX, nanosecond mtimes) of root.
+func writeTreeLayer(root, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		target := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if target, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		h, err := tar.FileInfoHeader(fi, target)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		h.Name, h.Format = filepath.ToSlash(rel), tar.FormatPAX
+		if fi.IsDir() {
+			h.Name += "/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			in, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			_, err = io.Copy(tw, in)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
 }

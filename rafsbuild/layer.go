@@ -186,7 +186,7 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 func tarEntry(hdr *tar.Header, p string, opts *Options) (*Entry, error) {
 	e := &Entry{
 		Path: p, Mode: uint32(hdr.Mode) & 0o7777, UID: uint32(hdr.Uid), GID: uint32(hdr.Gid),
-		Mtime: hdr.ModTime.Unix(),
+		Mtime: hdr.ModTime.Unix(), MtimeNsec: uint32(hdr.ModTime.Nanosecond()),
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeLink:
