@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -248,5 +249,88 @@ func TestLayerRejectsTraversal(t *testing.T) {
 	defer f.Close()
 	if _, err := rafsbuild.BuildLayer(context.Background(), bytes.NewReader(tarOf(t, tar.FormatPAX, link("a", "missing"))), f, rafsbuild.Options{}, nil); err == nil {
 		t.Error("hardlink to a missing file accepted")
+	}
+}
+
+// rawTarHeader hand-writes a ustar header: Go's tar writer will not emit
+// GNU sparse records, so the sparse test builds its archive by hand.
+func rawTarHeader(name string, typ byte, size int) []byte {
+	h := make([]byte, 512)
+	copy(h[0:], name)
+	copy(h[100:], "0000644\x00")
+	copy(h[108:], "0000000\x00")
+	copy(h[116:], "0000000\x00")
+	copy(h[124:], fmt.Sprintf("%011o\x00", size))
+	copy(h[136:], "14712342000\x00")
+	h[156] = typ
+	copy(h[257:], "ustar\x0000")
+	copy(h[148:], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return h
+}
+
+func pad512(b []byte) []byte { return append(b, make([]byte, (512-len(b)%512)%512)...) }
+
+func paxRecord(k, v string) string {
+	n := len(k) + len(v) + 3
+	for {
+		s := fmt.Sprintf("%d %s=%s\n", n, k, v)
+		if len(s) == n {
+			return s
+		}
+		n = len(s)
+	}
+}
+
+// TestLayerSparseEntry: a GNU sparse 1.0 (PAX) entry expands to its real
+// size with holes as zeros.
+func TestLayerSparseEntry(t *testing.T) {
+	const realSize = 3<<20 + 6
+	pax := paxRecord("GNU.sparse.major", "1") + paxRecord("GNU.sparse.minor", "0") +
+		paxRecord("GNU.sparse.name", "sparse") + paxRecord("GNU.sparse.realsize", fmt.Sprint(realSize))
+	sparseMap := pad512([]byte(fmt.Sprintf("2\n0\n5\n%d\n6\n", realSize-6)))
+	data := append(sparseMap, "hello"+"world!"...)
+	var archive []byte
+	archive = append(archive, rawTarHeader("PaxHeaders/sparse", 'x', len(pax))...)
+	archive = append(archive, pad512([]byte(pax))...)
+	archive = append(archive, rawTarHeader("GNUSparseFile.0/sparse", '0', len(data))...)
+	archive = append(archive, pad512(data)...)
+	archive = append(archive, make([]byte, 1024)...)
+
+	tmp := t.TempDir()
+	layers := buildLayers(t, tmp, rafsbuild.Options{Compressor: rafs.CompressZstd}, archive)
+	m, err := rafsbuild.Merge(layers, rafsbuild.Options{Compressor: rafs.CompressZstd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := filepath.Join(tmp, "image.boot")
+	if err := os.WriteFile(boot, m.Bootstrap, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := extract.Open(boot, tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	dst := filepath.Join(t.TempDir(), "x")
+	if err := img.Tree(context.Background(), dst, extract.TreeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dst, "sparse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, realSize)
+	copy(want, "hello")
+	copy(want[realSize-6:], "world!")
+	if !bytes.Equal(got, want) {
+		t.Errorf("sparse file: %d bytes, want %d with data at both ends", len(got), len(want))
+	}
+	if s := layers[0].Stats; s.DedupChunks < 1 {
+		t.Errorf("the hole's zero chunks did not dedup: %+v", s)
 	}
 }
