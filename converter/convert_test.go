@@ -342,7 +342,7 @@ func TestConvertFailurePublishesNothing(t *testing.T) {
 		Source: srcRef.String(), Target: target, SourceRegistry: reg, TargetRegistry: reg,
 		Platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}},
 	})
-	if err == nil || !strings.Contains(err.Error(), "layer 1") {
+	if err == nil || !strings.Contains(err.Error(), "layer 2 of 2") {
 		t.Fatalf("converting a corrupt layer: %v", err)
 	}
 	tref, _ := name.ParseReference(target, name.Insecure)

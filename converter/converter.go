@@ -131,6 +131,9 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Source == "" {
 		return nil, errors.New("a source image is required")
 	}
+	if err := opts.Build.Validate(); err != nil {
+		return nil, err
+	}
 	src, err := imageref.Parse(opts.Source)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -277,6 +280,9 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 }
 
 func platformString(p v1.Platform) string {
+	if p.OS == "" && p.Architecture == "" {
+		return "(no platform)"
+	}
 	parts := []string{p.OS, p.Architecture}
 	if p.Variant != "" {
 		parts = append(parts, p.Variant)

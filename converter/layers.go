@@ -89,7 +89,7 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 		}
 		digest, err := l.Digest()
 		if err != nil {
-			return nil, nil, fmt.Errorf("layer %d: %w", i, err)
+			return nil, nil, fmt.Errorf("layer %d of %d: %w", i+1, len(layers), err)
 		}
 		size, _ := l.Size()
 		c.progress(Event{Kind: EventLayerStart, Layer: i, Layers: len(layers), Digest: digest.String(), Size: size})
@@ -99,7 +99,7 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 			os.Remove(f.path)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("converting layer %d (%s): %w", i, digest, err)
+			return nil, nil, fmt.Errorf("converting layer %d of %d (%s): %w", i+1, len(layers), digest, err)
 		}
 		rep := LayerReport{
 			SourceDigest: digest.String(), SourceSize: size,

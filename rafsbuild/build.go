@@ -60,7 +60,9 @@ func (o *Options) workers() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-func (o *Options) validate() error {
+// Validate checks the options and fills in the default chunk size; builds
+// call it themselves, callers may call it early to fail fast.
+func (o *Options) Validate() error {
 	if o.ChunkSize == 0 {
 		o.ChunkSize = rafs.DefaultChunkSize
 	}
@@ -126,7 +128,7 @@ const OutputJSON = "output.json"
 // outDir, and outDir itself is removed if BuildDir created it.
 func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *Result, err error) {
 	start := time.Now()
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	if name == "" || filepath.Base(name) != name || name == "." || name == ".." {

@@ -62,7 +62,7 @@ var ErrPathEscape = errors.New("path escapes the image root")
 // referenced there instead of being written again, and this layer's chunks
 // are added to it once the layer is complete.
 func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options, dict *ChunkDict) (*Layer, error) {
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	t := newTree()

@@ -32,7 +32,7 @@ type Merged struct {
 // layer digest. Merge consumes the layers' trees. All layers must have been
 // built with the same options.
 func Merge(layers []*Layer, opts Options) (*Merged, error) {
-	if err := opts.validate(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	if len(layers) == 0 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"os"
@@ -10,6 +11,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/treecmp"
@@ -248,5 +255,62 @@ func TestMemoryBounded(t *testing.T) {
 	t.Logf("peak RSS: tiny tree %d MiB, 2 GiB file %d MiB", base.maxRSSKiB>>10, r.maxRSSKiB>>10)
 	if r.maxRSSKiB > base.maxRSSKiB+64<<10 {
 		t.Errorf("peak RSS %d MiB for a 2 GiB file, %d MiB for a tiny tree", r.maxRSSKiB>>10, base.maxRSSKiB>>10)
+	}
+}
+
+// TestConvertCLI converts an OCI layout into another layout and writes
+// --output-json; bad references and flags fail clearly.
+func TestConvertCLI(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o644, Size: 5, Typeflag: tar.TypeReg})
+	tw.Write([]byte("world"))
+	tw.Close()
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, err := layout.Write(filepath.Join(dir, "src"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v1"})); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(dir, "report.json")
+	r := run(t, nil, "convert", "--source", "oci:"+filepath.Join(dir, "src")+":v1", "--target", "oci:"+filepath.Join(dir, "dst")+":v1-nydus", "--output-json", report)
+	if r.code != 0 {
+		t.Fatalf("convert: %s", r.stderr)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Digest    string `json:"target_digest"`
+		Platforms []struct {
+			Layers []struct {
+				BlobDigest string `json:"blob_digest"`
+			} `json:"layers"`
+		} `json:"platforms"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil || rep.Digest == "" || len(rep.Platforms) != 1 || len(rep.Platforms[0].Layers) != 1 {
+		t.Errorf("report %s (%v)", data, err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"convert", "--source", "oci:" + filepath.Join(dir, "missing") + ":v1", "--target", "oci:" + filepath.Join(dir, "x")}, "missing"},
+		{[]string{"convert", "--source", "oci:" + filepath.Join(dir, "src") + ":v1"}, "target"},
+		{[]string{"convert", "--source", "a/b:c", "--target", "d/e:f", "--target-suffix", "-n"}, "not both"},
+		{[]string{"convert", "--source", "oci:" + filepath.Join(dir, "src") + ":v1", "--target-suffix", "-n"}, "suffix"},
+		{[]string{"convert", "--source", "oci:" + filepath.Join(dir, "src") + ":v1", "--target", "oci:" + filepath.Join(dir, "y"), "--fs-chunk-size", "3"}, "invalid chunk size"},
+	} {
+		r := run(t, nil, c.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "panic") {
+			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", c.args, r.code, r.stderr, c.want)
+		}
 	}
 }
