@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job on a bundled sample: generate the sample tree (every file type,
-# xattrs, hardlinks, 255-byte and UTF-8 names), build a RAFS v6 image from it,
-# inspect it while verifying every chunk, then prove it: as root, the Linux
-# kernel mounts the bootstrap as EROFS over the blob views and the mounted
-# tree is compared with the source; otherwise the image is unpacked with our
-# reader and compared.
+# The main jobs on a bundled sample: generate the sample tree (every file
+# type, xattrs, hardlinks, 255-byte and UTF-8 names) and an OCI image of it;
+# convert that image to a Nydus image (OCI layout to OCI layout); build a RAFS
+# v6 image straight from the tree, inspect it while verifying every chunk,
+# then prove it: as root, the Linux kernel mounts the bootstrap as EROFS over
+# the blob views and the mounted tree is compared with the source; otherwise
+# the image is unpacked with our reader and compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -14,8 +15,12 @@ mkdir -p "$demo"
 
 root_flag=()
 [[ $(id -u) == 0 ]] && root_flag=(-root)
-echo "== generating the sample tree in $demo/rootfs"
-go run ./internal/fstree/mkfstree "${root_flag[@]}" "$demo/rootfs"
+echo "== generating the sample tree in $demo/rootfs and an OCI image of it in $demo/oci"
+go run ./internal/fstree/mkfstree "${root_flag[@]}" -oci "$demo/oci:sample" "$demo/rootfs"
+
+echo "== nydusify convert (OCI layout to OCI layout)"
+bin/nydusify convert --source "oci:$demo/oci:sample" --target "oci:$demo/nydus:sample" --output-json "$demo/convert.json"
+grep -E '"(target_digest|blob_bytes|chunks|dedup_chunks|convert)"' "$demo/convert.json"
 
 echo "== nydusify build"
 bin/nydusify build --source-dir "$demo/rootfs" --output-dir "$demo/out" --name sample --compressor zstd
