@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nydus-go/nydusify/internal/fstree"
@@ -312,5 +314,63 @@ func TestConvertCLI(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "panic") {
 			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", c.args, r.code, r.stderr, c.want)
 		}
+	}
+}
+
+// TestConvertMemoryBounded: converting a 1 GiB layer does not hold it in
+// memory; peak RSS stays near that of converting a tiny one.
+func TestConvertMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes and converts a 1 GiB layer; skipped with -short")
+	}
+	dir := t.TempDir()
+	layoutOf := func(name string, size int64) string {
+		// An uncompressed tar of one sparse file whose chunks all differ.
+		tarPath := filepath.Join(dir, name+".tar")
+		f, err := os.Create(tarPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw := tar.NewWriter(f)
+		if err := tw.WriteHeader(&tar.Header{Name: "big", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Flush()
+		start, _ := f.Seek(0, io.SeekCurrent)
+		for off := int64(0); off < size; off += 1 << 20 {
+			if _, err := f.WriteAt([]byte(strconv.FormatInt(off, 10)), start+off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Truncate(start + size + 1024); err != nil { // data, then two zero end blocks
+			t.Fatal(err)
+		}
+		f.Close()
+		layer, err := tarball.LayerFromFile(tarPath, tarball.WithMediaType(types.OCIUncompressedLayer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lp, err := layout.Write(filepath.Join(dir, name), empty.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v1"})); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(tarPath)
+		return "oci:" + filepath.Join(dir, name) + ":v1"
+	}
+	small := run(t, nil, "convert", "--source", layoutOf("small", 1<<20), "--target", "oci:"+filepath.Join(dir, "out-small"))
+	big := run(t, nil, "convert", "--source", layoutOf("big", 1<<30), "--target", "oci:"+filepath.Join(dir, "out-big"))
+	if small.code != 0 || big.code != 0 {
+		t.Fatalf("convert failed: %s %s", small.stderr, big.stderr)
+	}
+	t.Logf("peak RSS converting: 1 MiB layer %d MiB, 1 GiB layer %d MiB", small.maxRSSKiB>>10, big.maxRSSKiB>>10)
+	if big.maxRSSKiB > small.maxRSSKiB+96<<10 {
+		t.Errorf("peak RSS %d MiB for a 1 GiB layer, %d MiB for a 1 MiB one", big.maxRSSKiB>>10, small.maxRSSKiB>>10)
 	}
 }
