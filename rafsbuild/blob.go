@@ -62,8 +62,11 @@ type blobWriter struct {
 
 	f          *os.File
 	bw         *bufio.Writer
-	hash       hash.Hash // blob id: every byte but the digest array payload (§2.9)
-	fileHash   hash.Hash // layer blobs: sha256 of the whole file; nil otherwise
+	// One running sha256: for a directory build the upstream blob id (every
+	// byte but the digest array payload, §2.9); for a layer blob the whole
+	// file (its registry digest, which names it in merged bootstraps).
+	hash       hash.Hash
+	layer      bool
 	inlineMeta bool      // the blob will carry its bootstrap (INLINED_FS_META)
 	toc        []byte    // TOC entries so far
 	pos        uint64
@@ -99,24 +102,21 @@ type blobStats struct {
 // its own bootstrap and is also hashed whole, for its registry digest.
 func newBlobWriter(f *os.File, opts *Options, layer bool) *blobWriter {
 	workers := opts.workers()
-	depth := 2*workers + 2
+	depth := 4*workers + 8
 	b := &blobWriter{
 		compressor: opts.Compressor,
 		digester:   opts.Digester,
 		chunkSize:  uint64(opts.ChunkSize),
 		f:          f,
 		hash:       sha256.New(),
+		layer:      layer,
 		dedup:      map[dedupKey]*chunkRec{},
 		work:       make(chan *job, depth),
 		order:      make(chan *job, depth),
 		writerD:    make(chan struct{}),
 	}
-	w := io.MultiWriter(f, b.hash)
-	if layer {
-		b.inlineMeta, b.fileHash = true, sha256.New()
-		w = io.MultiWriter(f, b.hash, b.fileHash)
-	}
-	b.bw = bufio.NewWriterSize(w, 1<<20)
+	b.inlineMeta = layer
+	b.bw = bufio.NewWriterSize(io.MultiWriter(f, b.hash), 1<<20)
 	cs := int(b.chunkSize)
 	b.bufs.New = func() any { return make([]byte, cs) }
 	b.outs.New = func() any { return make([]byte, 0, cs+cs/64+64) }
@@ -305,7 +305,7 @@ func (b *blobWriter) finishData() (*blobResult, error) {
 		return nil, fmt.Errorf("writing blob: %w", err)
 	}
 	// The image.blob digest covers the chunk data and its tar header: exactly
-	// what the blob-id hash has seen so far (§2.8).
+	// what the running hash has seen so far (§2.8).
 	var imageBlobDigest [32]byte
 	copy(imageBlobDigest[:], b.hash.Sum(nil))
 	usize := rafs.AlignUp(b.uend, rafs.BlockSize)
@@ -349,7 +349,8 @@ func (b *blobWriter) finishData() (*blobResult, error) {
 	b.addTOC(rafs.TOCBlobMetaHeader, rafs.CompressNone, header, ciOff+uint64(len(ciStored)), uint64(len(header)))
 	res.meta = append(append(ci, make([]byte, rafs.AlignUp(uint64(len(ci)), rafs.BlockSize)-uint64(len(ci)))...), header...)
 
-	// The digest array bypasses the blob-id hash (§2.9).
+	// The digest array bypasses the blob-id hash (§2.9); a layer's file
+	// digest covers it.
 	if err := b.bw.Flush(); err != nil {
 		return nil, fmt.Errorf("writing blob: %w", err)
 	}
@@ -357,8 +358,8 @@ func (b *blobWriter) finishData() (*blobResult, error) {
 	if _, err := b.f.Write(digests); err != nil {
 		return nil, fmt.Errorf("writing blob: %w", err)
 	}
-	if b.fileHash != nil {
-		b.fileHash.Write(digests)
+	if b.layer {
+		b.hash.Write(digests)
 	}
 	b.pos += uint64(len(digests))
 	b.addTOC(rafs.TOCBlobDigest, rafs.CompressNone, digests, digestOff, uint64(len(digests)))
@@ -420,13 +421,15 @@ func (b *blobWriter) finishTOC(res *blobResult) error {
 	if err := b.bw.Flush(); err != nil {
 		return fmt.Errorf("writing blob: %w", err)
 	}
-	res.entry.BlobID = hex.EncodeToString(b.hash.Sum(nil))
+	sum := hex.EncodeToString(b.hash.Sum(nil))
+	if b.layer {
+		res.digest = sum
+	} else {
+		res.entry.BlobID = sum
+	}
 	res.entry.CompressedSize = b.pos
 	res.entry.TOCSize = uint32(len(b.toc) + len(tocHeader))
 	res.entry.TOCDigest = tocDigest
-	if b.fileHash != nil {
-		res.digest = hex.EncodeToString(b.fileHash.Sum(nil))
-	}
 	b.final = res
 	return nil
 }

@@ -22,7 +22,7 @@ func Open(r io.Reader) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	ra := readAhead(d, 1<<20, 4)
+	ra := readAhead(d, 1<<20, 16)
 	return closeBoth{ra, d}, nil
 }
 
