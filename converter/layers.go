@@ -52,7 +52,12 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 	for i := range pre {
 		pre[i] = &fetched{done: make(chan struct{})}
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	// A failed conversion cancels the downloads still running (cancel runs
+	// before the deferred Wait).
+	pctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(pctx)
+	defer g.Wait()
+	defer cancel()
 	if remote {
 		g.SetLimit(c.opts.jobs())
 		go func() {
@@ -72,7 +77,6 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 			close(f.done)
 		}
 	}
-	defer g.Wait()
 
 	dict := rafsbuild.NewChunkDict()
 	out := make([]convertedLayer, 0, len(layers))
