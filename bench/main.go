@@ -11,18 +11,15 @@
 package main
 
 import (
-	"archive/tar"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"syscall"
 	"time"
 
@@ -31,6 +28,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/nydus-go/nydusify/internal/treetar"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 	"github.com/nydus-go/nydusify/tarstream"
@@ -194,8 +192,7 @@ type zstdChunked struct {
 	*zstdchunked.Decompressor
 }
 
-// makeLayer writes a gzip tar of root (sorted, regular files, dirs and
-// symlinks) to path.
+// makeLayer writes a gzip tar of root to path.
 func makeLayer(root, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -203,54 +200,7 @@ func makeLayer(root, path string) error {
 	}
 	defer f.Close()
 	zw := gzip.NewWriter(f)
-	tw := tar.NewWriter(zw)
-	var paths []string
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil {
-			paths = append(paths, p)
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		target := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if target, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		h, err := tar.FileInfoHeader(fi, target)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		h.Name = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			src, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, src)
-			src.Close()
-			if err != nil {
-				return err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
+	if err := treetar.Write(zw, root); err != nil {
 		return err
 	}
 	if err := zw.Close(); err != nil {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +33,7 @@ import (
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/internal/treetar"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -517,7 +517,7 @@ func TestConvertRealistic(t *testing.T) {
 	requireSame(t, flatten(t, src), mountNydus(t, img))
 }
 
-// writeTreeLayer writes a gzip tar (PAX, nanosecond mtimes) of root.
+// writeTreeLayer writes a gzip tar of root.
 func writeTreeLayer(root, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -525,48 +525,7 @@ func writeTreeLayer(root, path string) error {
 	}
 	defer f.Close()
 	zw := gzip.NewWriter(f)
-	tw := tar.NewWriter(zw)
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		target := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if target, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		h, err := tar.FileInfoHeader(fi, target)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		h.Name, h.Format = filepath.ToSlash(rel), tar.FormatPAX
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			in, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			_, err = io.Copy(tw, in)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
+	if err := treetar.Write(zw, root); err != nil {
 		return err
 	}
 	if err := zw.Close(); err != nil {
