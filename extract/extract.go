@@ -49,7 +49,7 @@ func Open(bootPath, blobDir string) (_ *Image, err error) {
 			return nil, fmt.Errorf("opening blob %d: %w", i, err)
 		}
 		img.files = append(img.files, bf)
-		var digests [][32]byte
+		var digests map[uint32][32]byte
 		if e.Features&rafs.BlobInlinedChunkDigest == 0 {
 			if digests, err = img.Boot.ChunkDigests(i); err != nil {
 				return nil, err

@@ -95,20 +95,22 @@ const maxMetaSize = MaxChunksPerBlob * (ChunkInfoV2Size + DigestSize)
 // BlobReader reads chunks of one native data blob, verifying each against its
 // digest. It is safe for concurrent use.
 type BlobReader struct {
-	r       io.ReaderAt
-	size    int64
-	Entry   BlobEntry
-	Header  BlobMetaHeader
-	Chunks  []BlobChunk
-	Digests [][32]byte // per chunk-info index; nil when unknown
+	r      io.ReaderAt
+	size   int64
+	Entry  BlobEntry
+	Header BlobMetaHeader
+	Chunks []BlobChunk
+	// Digests maps chunk-info indexes to their expected digests; a chunk
+	// missing from it (or a nil map) is not verified.
+	Digests map[uint32][32]byte
 }
 
 // OpenBlob loads the chunk-info array of blob r described by entry e (from a
 // bootstrap's blob table) and checks it against the compression-context
 // header, as nydusd does (§2.3). digests, if non-nil, gives the expected
-// digest of every chunk; otherwise the blob's own digest array is used when it
-// has one.
-func OpenBlob(r io.ReaderAt, size int64, e BlobEntry, digests [][32]byte) (*BlobReader, error) {
+// chunk digests (from a bootstrap's chunk table); otherwise the blob's own
+// digest array is used when it has one.
+func OpenBlob(r io.ReaderAt, size int64, e BlobEntry, digests map[uint32][32]byte) (*BlobReader, error) {
 	b := &BlobReader{r: r, size: size, Entry: e}
 	if e.ChunkCount == 0 {
 		return b, nil
@@ -174,8 +176,10 @@ func OpenBlob(r io.ReaderAt, size int64, e BlobEntry, digests [][32]byte) (*Blob
 	}
 	switch {
 	case digests != nil:
-		if len(digests) != len(b.Chunks) {
-			return nil, fmt.Errorf("blob %s: %d digests for %d chunks", e.BlobID, len(digests), len(b.Chunks))
+		for i := range digests {
+			if int(i) >= len(b.Chunks) {
+				return nil, corruptf("blob %s: a digest for chunk %d of %d", e.BlobID, i, len(b.Chunks))
+			}
 		}
 		b.Digests = digests
 	case e.Features&BlobInlinedChunkDigest != 0:
@@ -186,7 +190,7 @@ func OpenBlob(r io.ReaderAt, size int64, e BlobEntry, digests [][32]byte) (*Blob
 	return b, nil
 }
 
-func (b *BlobReader) readDigestArray() ([][32]byte, error) {
+func (b *BlobReader) readDigestArray() (map[uint32][32]byte, error) {
 	toc, _, err := ReadTOC(b.r, b.size, b.Entry.TOCSize)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s: %w", b.Entry.BlobID, err)
@@ -202,9 +206,11 @@ func (b *BlobReader) readDigestArray() ([][32]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("blob %s: %w", b.Entry.BlobID, err)
 		}
-		out := make([][32]byte, len(b.Chunks))
-		for i := range out {
-			copy(out[i][:], data[i*DigestSize:])
+		out := make(map[uint32][32]byte, len(b.Chunks))
+		for i := range b.Chunks {
+			var d [32]byte
+			copy(d[:], data[i*DigestSize:])
+			out[uint32(i)] = d
 		}
 		return out, nil
 	}
@@ -230,9 +236,9 @@ func (b *BlobReader) ReadChunk(i uint32, dst []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d of blob %s: %w", i, b.Entry.BlobID, err)
 	}
-	if b.Digests != nil {
-		if got := b.Entry.Digester.Sum(out); got != b.Digests[i] {
-			return nil, corruptf("chunk %d of blob %s: %s digest %x, want %x", i, b.Entry.BlobID, b.Entry.Digester, got[:8], b.Digests[i][:8])
+	if want, ok := b.Digests[i]; ok {
+		if got := b.Entry.Digester.Sum(out); got != want {
+			return nil, corruptf("chunk %d of blob %s: %s digest %x, want %x", i, b.Entry.BlobID, b.Entry.Digester, got[:8], want[:8])
 		}
 	}
 	return out, nil

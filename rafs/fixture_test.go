@@ -119,7 +119,10 @@ func TestFixtureBlob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, digests := range [][][32]byte{nil, tableDigests} {
+	if len(tableDigests) != 2 {
+		t.Fatalf("chunk table gives %d digests, want 2", len(tableDigests))
+	}
+	for _, digests := range []map[uint32][32]byte{nil, tableDigests} {
 		blob, err := OpenBlob(f, size, rd.Blobs[0], digests)
 		if err != nil {
 			t.Fatal(err)

@@ -536,9 +536,11 @@ func (rd *Reader) Walk(fn WalkFunc) error {
 	return nil
 }
 
-// ChunkDigests returns, for blob blobIndex, the digest of every chunk-info
-// index as recorded in the chunk table, for blobs without a digest array.
-func (rd *Reader) ChunkDigests(blobIndex int) ([][32]byte, error) {
+// ChunkDigests returns, for blob blobIndex, the digest of each chunk-info
+// index the chunk table records, for blobs without a digest array. Chunks no
+// file references (in a merged bootstrap, those of whited-out files) are
+// not in the table and so not in the map.
+func (rd *Reader) ChunkDigests(blobIndex int) (map[uint32][32]byte, error) {
 	if blobIndex < 0 || blobIndex >= len(rd.Blobs) {
 		return nil, fmt.Errorf("no blob %d", blobIndex)
 	}
@@ -546,24 +548,15 @@ func (rd *Reader) ChunkDigests(blobIndex int) ([][32]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if uint64(rd.Blobs[blobIndex].ChunkCount) > uint64(len(table)) {
-		return nil, corruptf("blob %d has %d chunks but the chunk table only %d records", blobIndex, rd.Blobs[blobIndex].ChunkCount, len(table))
-	}
-	out := make([][32]byte, rd.Blobs[blobIndex].ChunkCount)
-	have := make([]bool, len(out))
+	out := map[uint32][32]byte{}
 	for _, c := range table {
 		if int(c.BlobIndex) != blobIndex {
 			continue
 		}
-		if int(c.Index) >= len(out) {
-			return nil, corruptf("chunk table names chunk %d of blob %d, which has %d", c.Index, blobIndex, len(out))
+		if c.Index >= rd.Blobs[blobIndex].ChunkCount {
+			return nil, corruptf("chunk table names chunk %d of blob %d, which has %d", c.Index, blobIndex, rd.Blobs[blobIndex].ChunkCount)
 		}
-		out[c.Index], have[c.Index] = c.Digest, true
-	}
-	for i, ok := range have {
-		if !ok {
-			return nil, corruptf("chunk table lacks chunk %d of blob %d", i, blobIndex)
-		}
+		out[c.Index] = c.Digest
 	}
 	return out, nil
 }

@@ -300,6 +300,28 @@ func TestConvertCLI(t *testing.T) {
 	if err := json.Unmarshal(data, &rep); err != nil || rep.Digest == "" || len(rep.Platforms) != 1 || len(rep.Platforms[0].Layers) != 1 {
 		t.Errorf("report %s (%v)", data, err)
 	}
+	// check: the converted image equals its source, and differs from another.
+	src, dst := "oci:"+filepath.Join(dir, "src")+":v1", "oci:"+filepath.Join(dir, "dst")+":v1-nydus"
+	if r := run(t, nil, "check", "--target", dst, "--source", src, "--output-json", filepath.Join(dir, "check.json")); r.code != 0 {
+		t.Errorf("check of a good image: %s", r.stderr)
+	}
+	var other bytes.Buffer
+	tw = tar.NewWriter(&other)
+	tw.WriteHeader(&tar.Header{Name: "hello", Mode: 0o600, Size: 5, Typeflag: tar.TypeReg})
+	tw.Write([]byte("WORLD"))
+	tw.Close()
+	img2, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), static.NewLayer(other.Bytes(), types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img2, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v2"})); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, nil, "check", "--target", dst, "--source", "oci:"+filepath.Join(dir, "src")+":v2")
+	if r.code == 0 || !strings.Contains(r.stdout, "/hello: mode: want 0600, got 0644") || !strings.Contains(r.stdout, "/hello: content") {
+		t.Errorf("check against a different source: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+
 	for _, c := range []struct {
 		args []string
 		want string

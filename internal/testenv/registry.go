@@ -27,6 +27,15 @@ func RequireTool(t testing.TB, name string) string {
 // answers /v2/, and stops it when the test ends. It returns "127.0.0.1:PORT".
 func StartRegistry(t testing.TB) string {
 	t.Helper()
+	addr, _ := StartRegistryStorage(t)
+	return addr
+}
+
+// StartRegistryStorage is StartRegistry that also returns the registry's
+// storage root, for tests that tamper with stored blobs: a blob lives at
+// docker/registry/v2/blobs/sha256/<first two hex>/<hex>/data below it.
+func StartRegistryStorage(t testing.TB) (addr, storage string) {
+	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		t.Skip("docker-registry not installed (apt-get install docker-registry)")
@@ -35,12 +44,13 @@ func StartRegistry(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
+	addr = l.Addr().String()
 	l.Close()
 	dir := t.TempDir()
+	storage = filepath.Join(dir, "data")
 	cfg := filepath.Join(dir, "config.yml")
 	conf := fmt.Sprintf("version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %s}\n  delete: {enabled: true}\nhttp: {addr: %s}\n",
-		filepath.Join(dir, "data"), addr)
+		storage, addr)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +74,7 @@ func StartRegistry(t testing.TB) string {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return addr
+				return addr, storage
 			}
 		}
 		if time.Now().After(deadline) {

@@ -1,0 +1,389 @@
+// Package checker proves that a Nydus image equals its source image, and
+// reports every difference rather than stopping at the first.
+//
+// Three rules run, none stopping the others:
+//   - manifest: layer media types and annotations, diff_id count, the
+//     bootstrap layer's diff_id, and (with a source) the runtime config;
+//   - bootstrap: our validating reader walks the whole bootstrap, and its blob
+//     table must name manifest layers with their sizes;
+//   - filesystem (with a source): the source layers are flattened from their
+//     tar streams with whiteout rules (code independent of the converter's
+//     merge) and compared with the Nydus tree read through the RAFS reader,
+//     every chunk verified: path set, type, mode, owner, size, rdev, symlink
+//     target, xattrs, content digest, hardlink groups and mtime.
+//
+// No root and no mount are needed: the trust chain is manifest digest →
+// layer digests → bootstrap → chunk digests.
+package checker
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/packer"
+	"github.com/nydus-go/nydusify/rafs"
+)
+
+// Rule names.
+const (
+	RuleManifest   = "manifest"
+	RuleBootstrap  = "bootstrap"
+	RuleFilesystem = "filesystem"
+)
+
+// Options configure a check. Target is required.
+type Options struct {
+	Target string // the Nydus image (imageref syntax)
+	Source string // the image it was converted from; "" checks the target alone
+	// Platform selects the manifest of an index; nil means the host's.
+	Platform       *v1.Platform
+	SourceRegistry imageref.RegistryOptions
+	TargetRegistry imageref.RegistryOptions
+	// IgnoreXattrs names xattrs left out of the comparison, such as
+	// security.selinux labels a host adds.
+	IgnoreXattrs []string
+	// WorkDir receives the bootstrap and blobs while checking; a fresh
+	// directory below it is removed at the end. Default: the OS temp dir.
+	WorkDir string
+}
+
+// Problem is one difference or defect.
+type Problem struct {
+	Rule    string `json:"rule"`
+	Path    string `json:"path,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Want    string `json:"want,omitempty"`
+	Got     string `json:"got,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// String formats p for a terminal.
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.Rule)
+	if p.Path != "" {
+		b.WriteString(": " + p.Path)
+	}
+	if p.Field != "" {
+		fmt.Fprintf(&b, ": %s: want %s, got %s", p.Field, p.Want, p.Got)
+	}
+	if p.Message != "" {
+		b.WriteString(": " + p.Message)
+	}
+	return b.String()
+}
+
+// Report is the result of a check; OK is true when no rule found a problem.
+type Report struct {
+	Target   string    `json:"target"`
+	Source   string    `json:"source,omitempty"`
+	Rules    []string  `json:"rules_run"`
+	Files    int       `json:"files_compared"`
+	Problems []Problem `json:"problems"`
+	OK       bool      `json:"ok"`
+}
+
+// Check runs the rules. The error is for failures to check at all (an image
+// that cannot be fetched); differences and defects go into the report.
+func Check(ctx context.Context, opts Options) (*Report, error) {
+	rep := &Report{Target: opts.Target, Source: opts.Source, Problems: []Problem{}}
+	work, err := os.MkdirTemp(opts.WorkDir, "nydusify-check-")
+	if err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	defer os.RemoveAll(work)
+
+	target, err := openImage(ctx, opts.Target, opts.TargetRegistry, opts.Platform)
+	if err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	var source *imageref.PlatformImage
+	if opts.Source != "" {
+		if source, err = openImage(ctx, opts.Source, opts.SourceRegistry, opts.Platform); err != nil {
+			return nil, fmt.Errorf("source: %w", err)
+		}
+	}
+	problem := func(rule, format string, args ...any) {
+		rep.Problems = append(rep.Problems, Problem{Rule: rule, Message: fmt.Sprintf(format, args...)})
+	}
+
+	rep.Rules = append(rep.Rules, RuleManifest)
+	layers, err := target.Image.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("target layers: %w", err)
+	}
+	checkManifest(target, source, layers, problem)
+
+	rep.Rules = append(rep.Rules, RuleBootstrap)
+	if len(layers) == 0 {
+		rep.OK = false
+		return rep, nil
+	}
+	rd, blobs, err := loadBootstrap(ctx, work, layers, problem)
+	if err != nil {
+		return nil, err
+	}
+	if rd != nil && source != nil {
+		rep.Rules = append(rep.Rules, RuleFilesystem)
+		srcLayers, err := source.Image.Layers()
+		if err != nil {
+			return nil, fmt.Errorf("source layers: %w", err)
+		}
+		want, err := flatten(ctx, srcLayers)
+		if err != nil {
+			return nil, err
+		}
+		got, unreadable, err := readRafs(ctx, rd, blobs)
+		if err != nil {
+			problem(RuleBootstrap, "walking the tree: %v", err)
+		}
+		ignore := map[string]bool{}
+		for _, x := range opts.IgnoreXattrs {
+			ignore[x] = true
+		}
+		rep.Files = len(want)
+		for _, p := range sortedKeys(unreadable) {
+			rep.Problems = append(rep.Problems, Problem{Rule: RuleFilesystem, Path: p, Message: "cannot read content: " + unreadable[p]})
+		}
+		rep.Problems = append(rep.Problems, compareTrees(want, got, ignore)...)
+	}
+	rep.OK = len(rep.Problems) == 0
+	return rep, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func openImage(ctx context.Context, ref string, opts imageref.RegistryOptions, platform *v1.Platform) (*imageref.PlatformImage, error) {
+	r, err := imageref.Parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	src, err := imageref.OpenSource(ctx, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	var platforms []v1.Platform
+	if platform != nil {
+		platforms = []v1.Platform{*platform}
+	}
+	images, _, err := src.Images(platforms, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(images) != 1 {
+		return nil, fmt.Errorf("%s: %d manifests match the platform, want one", ref, len(images))
+	}
+	return &images[0], nil
+}
+
+// checkManifest applies the manifest rule.
+func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, problem func(string, string, ...any)) {
+	m, err := target.Image.Manifest()
+	if err != nil {
+		problem(RuleManifest, "reading the manifest: %v", err)
+		return
+	}
+	cfg, err := target.Image.ConfigFile()
+	if err != nil {
+		problem(RuleManifest, "reading the config: %v", err)
+		return
+	}
+	if len(m.Layers) == 0 {
+		problem(RuleManifest, "the manifest has no layers")
+		return
+	}
+	last := m.Layers[len(m.Layers)-1]
+	if last.Annotations[packer.AnnotationNydusBootstrap] != "true" {
+		problem(RuleManifest, "last layer %s lacks %s=true", last.Digest, packer.AnnotationNydusBootstrap)
+	}
+	if !strings.Contains(string(last.MediaType), "gzip") {
+		problem(RuleManifest, "bootstrap layer media type %s is not a gzip layer", last.MediaType)
+	}
+	for _, l := range m.Layers[:len(m.Layers)-1] {
+		if l.MediaType != packer.MediaTypeNydusBlob || l.Annotations[packer.AnnotationNydusBlob] != "true" {
+			problem(RuleManifest, "layer %s: media type %s, %s=%q; want a Nydus blob layer", l.Digest, l.MediaType,
+				packer.AnnotationNydusBlob, l.Annotations[packer.AnnotationNydusBlob])
+		}
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		problem(RuleManifest, "config lists %d diff_ids for %d layers", len(cfg.RootFS.DiffIDs), len(m.Layers))
+	}
+	if source != nil {
+		scfg, err := source.Image.ConfigFile()
+		if err != nil {
+			problem(RuleManifest, "reading the source config: %v", err)
+			return
+		}
+		if !reflect.DeepEqual(scfg.Config, cfg.Config) {
+			problem(RuleManifest, "runtime config differs from the source's (Env, Cmd, Entrypoint, User, Labels, ...)")
+		}
+	}
+}
+
+// loadBootstrap applies the bootstrap rule and opens the blobs. It returns
+// a nil reader when the bootstrap cannot be used at all.
+func loadBootstrap(ctx context.Context, work string, layers []v1.Layer, problem func(string, string, ...any)) (*rafs.Reader, []*rafs.BlobReader, error) {
+	bootLayer := layers[len(layers)-1]
+	bootPath := filepath.Join(work, "image.boot")
+	diffID, err := extractBootstrap(bootLayer, bootPath)
+	if err != nil {
+		problem(RuleBootstrap, "extracting %s: %v", packer.BootstrapName, err)
+		return nil, nil, nil
+	}
+	if want, err := bootLayer.DiffID(); err == nil && want.Hex != diffID {
+		problem(RuleManifest, "bootstrap layer diff_id %s, but its tar hashes to sha256:%s", want, diffID)
+	}
+	f, err := os.Open(bootPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, _ := f.Stat()
+	rd, err := rafs.Open(f, st.Size())
+	if err != nil {
+		problem(RuleBootstrap, "%v", err)
+		return nil, nil, nil
+	}
+	if err := rd.Walk(func(p string, n *rafs.Node) error {
+		switch n.Type() {
+		case rafs.ModeReg:
+			_, err := rd.Chunks(n)
+			return err
+		case rafs.ModeLnk:
+			_, err := rd.Readlink(n)
+			return err
+		}
+		return nil
+	}); err != nil {
+		problem(RuleBootstrap, "walking the tree: %v", err)
+		return nil, nil, nil
+	}
+	byDigest := map[string]v1.Layer{}
+	for _, l := range layers[:len(layers)-1] {
+		if d, err := l.Digest(); err == nil {
+			byDigest[d.Hex] = l
+		}
+	}
+	blobs := make([]*rafs.BlobReader, len(rd.Blobs))
+	for i, e := range rd.Blobs {
+		l, ok := byDigest[e.BlobID]
+		if !ok {
+			problem(RuleBootstrap, "blob %d (%s) of the blob table is not a layer of the manifest", i, e.BlobID)
+			continue
+		}
+		if size, err := l.Size(); err == nil && uint64(size) != e.CompressedSize {
+			problem(RuleBootstrap, "blob %s: %d bytes in the blob table, %d in the manifest", e.BlobID, e.CompressedSize, size)
+		}
+		digests, err := rd.ChunkDigests(i)
+		if err != nil {
+			problem(RuleBootstrap, "blob %s: %v", e.BlobID, err)
+			continue
+		}
+		br, err := fetchBlob(work, l, e, digests)
+		if err != nil {
+			problem(RuleBootstrap, "blob %s: %v", e.BlobID, err)
+		}
+		blobs[i] = br
+	}
+	return rd, blobs, nil
+}
+
+// extractBootstrap writes image/image.boot of the bootstrap layer to path
+// and returns the sha256 of the layer's uncompressed tar.
+func extractBootstrap(l v1.Layer, path string) (string, error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	tr := tar.NewReader(io.TeeReader(rc, h))
+	found := false
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		if hdr.Name != packer.BootstrapName {
+			continue
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return "", err
+		}
+		_, err = io.Copy(f, tr)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return "", err
+		}
+		found = true
+	}
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return "", err
+	}
+	if !found {
+		return "", errors.New("no " + packer.BootstrapName + " in the bootstrap layer")
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fetchBlob downloads a blob layer and opens it with the chunk digests of
+// the bootstrap (which the manifest vouches for, unlike the blob's own
+// digest array). A digest mismatch of the whole blob is returned with the
+// reader, so per-chunk checks can still name the files the damage reaches.
+func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry, digests map[uint32][32]byte) (*rafs.BlobReader, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	path := filepath.Join(work, e.BlobID)
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	_, copyErr := io.Copy(io.MultiWriter(f, h), rc)
+	f.Close()
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.BlobID && copyErr == nil {
+		copyErr = fmt.Errorf("content hashes to sha256:%s", got)
+	}
+	bf, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, _ := bf.Stat()
+	br, err := rafs.OpenBlob(bf, st.Size(), e, digests)
+	if err != nil {
+		bf.Close()
+		return nil, errors.Join(copyErr, err)
+	}
+	if copyErr != nil {
+		return br, fmt.Errorf("%w (files reading from it are checked chunk by chunk)", copyErr)
+	}
+	return br, nil
+}

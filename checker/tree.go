@@ -1,0 +1,389 @@
+package checker
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nydus-go/nydusify/rafs"
+	"github.com/nydus-go/nydusify/tarstream"
+)
+
+// file is what the filesystem rule compares about one path.
+type file struct {
+	typ       string
+	mode      uint32 // permission, setuid/setgid/sticky bits
+	uid, gid  uint32
+	size      uint64
+	rdev      string
+	target    string
+	xattrs    map[string]string
+	digest    string // sha256 of regular-file content
+	mtime     string // "<sec>.<nsec>"
+	link      string // hardlink group key, "" when alone
+	synthetic bool   // a parent no entry described: only its type counts
+}
+
+func typeOfMode(m uint32) string {
+	switch m & rafs.ModeFmt {
+	case rafs.ModeReg:
+		return "regular"
+	case rafs.ModeDir:
+		return "directory"
+	case rafs.ModeLnk:
+		return "symlink"
+	case rafs.ModeChr:
+		return "char device"
+	case rafs.ModeBlk:
+		return "block device"
+	case rafs.ModeFifo:
+		return "fifo"
+	case rafs.ModeSock:
+		return "socket"
+	}
+	return "unknown"
+}
+
+// flatten applies the layers' tar streams with OCI whiteout rules into one
+// path → file map, hashing contents as they stream. It shares no code with
+// the converter's merge, so the two check each other.
+func flatten(ctx context.Context, layers []v1.Layer) (map[string]*file, error) {
+	tree := map[string]*file{"/": {typ: "directory", mode: 0o755, synthetic: true}}
+	for i, l := range layers {
+		if err := applyLayer(ctx, tree, l, i); err != nil {
+			return nil, fmt.Errorf("reading source layer %d of %d: %w", i+1, len(layers), err)
+		}
+	}
+	return tree, nil
+}
+
+type pending struct {
+	path string
+	f    *file
+}
+
+func applyLayer(ctx context.Context, tree map[string]*file, l v1.Layer, index int) error {
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	stream, err := tarstream.Open(rc)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	tr := tar.NewReader(stream)
+	var adds []pending
+	var whiteouts, opaques []string
+	byPath := map[string]*file{} // this layer's entries, for hardlinks
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		p := path.Clean("/" + h.Name)
+		dir, base := path.Split(p)
+		dir = path.Clean(dir)
+		switch {
+		case base == ".wh..wh..opq":
+			opaques = append(opaques, dir)
+			continue
+		case strings.HasPrefix(base, ".wh."):
+			whiteouts = append(whiteouts, path.Join(dir, base[4:]))
+			continue
+		}
+		f, err := tarFile(h, tr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		if h.Typeflag == tar.TypeLink {
+			target := path.Clean("/" + h.Linkname)
+			orig, ok := byPath[target]
+			if !ok {
+				return fmt.Errorf("hardlink %s to %s, not earlier in the layer", p, target)
+			}
+			if orig.link == "" {
+				orig.link = fmt.Sprintf("%d:%s", index, target)
+			}
+			cp := *orig
+			f = &cp
+		}
+		byPath[p] = f
+		adds = append(adds, pending{p, f})
+	}
+	for _, w := range whiteouts {
+		removeTree(tree, w)
+	}
+	for _, d := range opaques {
+		for p := range tree {
+			if strings.HasPrefix(p, d+"/") || (d == "/" && p != "/") {
+				delete(tree, p)
+			}
+		}
+	}
+	for _, a := range adds {
+		if old, ok := tree[a.path]; ok && !(old.typ == "directory" && a.f.typ == "directory") {
+			removeTree(tree, a.path)
+		}
+		for d := path.Dir(a.path); d != "/"; d = path.Dir(d) {
+			if p, ok := tree[d]; !ok || p.typ != "directory" {
+				removeTree(tree, d)
+				tree[d] = &file{typ: "directory", mode: 0o755, synthetic: true}
+			}
+		}
+		tree[a.path] = a.f
+	}
+	return nil
+}
+
+func removeTree(tree map[string]*file, p string) {
+	delete(tree, p)
+	for q := range tree {
+		if strings.HasPrefix(q, p+"/") {
+			delete(tree, q)
+		}
+	}
+}
+
+func tarFile(h *tar.Header, r io.Reader) (*file, error) {
+	f := &file{
+		mode: uint32(h.Mode) & 0o7777, uid: uint32(h.Uid), gid: uint32(h.Gid),
+		mtime: fmt.Sprintf("%d.%09d", h.ModTime.Unix(), h.ModTime.Nanosecond()),
+	}
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeGNUSparse:
+		f.typ, f.size = "regular", uint64(h.Size)
+		hash := sha256.New()
+		if _, err := io.Copy(hash, r); err != nil {
+			return nil, err
+		}
+		f.digest = hex.EncodeToString(hash.Sum(nil))
+	case tar.TypeLink:
+		f.typ = "regular"
+	case tar.TypeDir:
+		f.typ = "directory"
+	case tar.TypeSymlink:
+		f.typ, f.target, f.size = "symlink", h.Linkname, uint64(len(h.Linkname))
+	case tar.TypeChar, tar.TypeBlock:
+		f.typ = map[byte]string{tar.TypeChar: "char device", tar.TypeBlock: "block device"}[h.Typeflag]
+		f.rdev = fmt.Sprintf("%d:%d", h.Devmajor, h.Devminor)
+	case tar.TypeFifo:
+		f.typ = "fifo"
+	default:
+		return nil, fmt.Errorf("tar entry type %q not supported", h.Typeflag)
+	}
+	for k, v := range h.PAXRecords {
+		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+			if f.xattrs == nil {
+				f.xattrs = map[string]string{}
+			}
+			f.xattrs[name] = v
+		}
+	}
+	return f, nil
+}
+
+// readRafs walks a bootstrap, reading every regular file's content through
+// the blobs (each chunk verified), into a path → file map. A file whose data
+// cannot be read is reported in unreadable and kept without a digest.
+func readRafs(ctx context.Context, rd *rafs.Reader, blobs []*rafs.BlobReader) (map[string]*file, map[string]string, error) {
+	tree := map[string]*file{}
+	unreadable := map[string]string{}
+	paths := map[uint64][]string{} // nid of a regular file → its paths
+	err := rd.Walk(func(p string, n *rafs.Node) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ino := n.Inode
+		f := &file{
+			typ: typeOfMode(uint32(ino.Mode)), mode: uint32(ino.Mode) & 0o7777, uid: ino.UID, gid: ino.GID,
+			mtime: fmt.Sprintf("%d.%09d", ino.Mtime, ino.MtimeNsec),
+		}
+		for _, x := range n.Xattrs {
+			if f.xattrs == nil {
+				f.xattrs = map[string]string{}
+			}
+			f.xattrs[x.Name] = string(x.Value)
+		}
+		switch n.Type() {
+		case rafs.ModeReg:
+			f.size = ino.Size
+			if others := paths[n.Nid]; len(others) > 0 {
+				cp := *tree[others[0]] // another path of the same inode: read once
+				tree[p] = &cp
+				paths[n.Nid] = append(others, p)
+				return nil
+			}
+			paths[n.Nid] = []string{p}
+			h := sha256.New()
+			if err := rd.CopyFile(h, n, blobs); err != nil {
+				unreadable[p] = err.Error()
+			} else {
+				f.digest = hex.EncodeToString(h.Sum(nil))
+			}
+		case rafs.ModeLnk:
+			t, err := rd.Readlink(n)
+			if err != nil {
+				return err
+			}
+			f.target, f.size = t, uint64(len(t))
+		case rafs.ModeChr, rafs.ModeBlk:
+			major, minor := rafs.DecodeRdev(ino.U)
+			f.rdev = fmt.Sprintf("%d:%d", major, minor)
+		}
+		tree[p] = f
+		return nil
+	})
+	for nid, ps := range paths {
+		if len(ps) > 1 {
+			for _, p := range ps {
+				tree[p].link = fmt.Sprint(nid)
+			}
+		}
+	}
+	return tree, unreadable, err
+}
+
+// compareTrees lists every difference between the source tree (want) and
+// the Nydus tree (got), sorted by path.
+func compareTrees(want, got map[string]*file, ignoreXattrs map[string]bool) []Problem {
+	var out []Problem
+	add := func(p, field, w, g string) {
+		out = append(out, Problem{Rule: RuleFilesystem, Path: p, Field: field, Want: w, Got: g})
+	}
+	paths := map[string]bool{}
+	for p := range want {
+		paths[p] = true
+	}
+	for p := range got {
+		paths[p] = true
+	}
+	sorted := make([]string, 0, len(paths))
+	for p := range paths {
+		sorted = append(sorted, p)
+	}
+	sort.Strings(sorted)
+	for _, p := range sorted {
+		w, g := want[p], got[p]
+		switch {
+		case w == nil:
+			add(p, "presence", "absent", "present")
+			continue
+		case g == nil:
+			add(p, "presence", "present", "absent")
+			continue
+		}
+		if w.typ != g.typ {
+			add(p, "type", w.typ, g.typ)
+			continue
+		}
+		if w.synthetic {
+			continue
+		}
+		if w.mode != g.mode {
+			add(p, "mode", fmt.Sprintf("%04o", w.mode), fmt.Sprintf("%04o", g.mode))
+		}
+		if w.uid != g.uid {
+			add(p, "uid", fmt.Sprint(w.uid), fmt.Sprint(g.uid))
+		}
+		if w.gid != g.gid {
+			add(p, "gid", fmt.Sprint(w.gid), fmt.Sprint(g.gid))
+		}
+		if w.typ != "directory" && w.size != g.size {
+			add(p, "size", fmt.Sprint(w.size), fmt.Sprint(g.size))
+		}
+		if w.rdev != g.rdev {
+			add(p, "rdev", w.rdev, g.rdev)
+		}
+		if w.target != g.target {
+			add(p, "target", w.target, g.target)
+		}
+		if w.digest != g.digest && g.digest != "" && w.size == g.size {
+			add(p, "content", "sha256:"+w.digest, "sha256:"+g.digest)
+		}
+		if p != "/" && w.mtime != g.mtime {
+			add(p, "mtime", w.mtime, g.mtime)
+		}
+		for name := range unionKeys(w.xattrs, g.xattrs) {
+			if ignoreXattrs[name] {
+				continue
+			}
+			wv, wok := w.xattrs[name]
+			gv, gok := g.xattrs[name]
+			switch {
+			case !wok:
+				add(p, "xattr:"+name, "absent", fmt.Sprintf("%q", gv))
+			case !gok:
+				add(p, "xattr:"+name, fmt.Sprintf("%q", wv), "absent")
+			case wv != gv:
+				add(p, "xattr:"+name, fmt.Sprintf("%q", wv), fmt.Sprintf("%q", gv))
+			}
+		}
+	}
+	return append(out, compareLinks(want, got)...)
+}
+
+func unionKeys(a, b map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+// compareLinks checks that the same paths share an inode on both sides.
+func compareLinks(want, got map[string]*file) []Problem {
+	groups := func(t map[string]*file) map[string]string {
+		members := map[string][]string{}
+		for p, f := range t {
+			if f.link != "" {
+				members[f.link] = append(members[f.link], p)
+			}
+		}
+		out := map[string]string{}
+		for _, ps := range members {
+			sort.Strings(ps)
+			for _, p := range ps {
+				out[p] = strings.Join(ps, " ")
+			}
+		}
+		return out
+	}
+	wg, gg := groups(want), groups(got)
+	var out []Problem
+	for p := range unionKeys(wg, gg) {
+		if want[p] == nil || got[p] == nil {
+			continue
+		}
+		if wg[p] != gg[p] {
+			out = append(out, Problem{Rule: RuleFilesystem, Path: p, Field: "hardlinks", Want: orNone(wg[p]), Got: orNone(gg[p])})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/nydus-go/nydusify/checker"
+	"github.com/nydus-go/nydusify/imageref"
+)
+
+func newCheckCmd() *cobra.Command {
+	var (
+		opts               checker.Options
+		platform, jsonPath string
+		plainHTTP          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check --target REF [--source REF]",
+		Short: "Prove a Nydus image equals its source image, reporting every difference",
+		Long: `Check a Nydus image, without root and without mounting.
+
+Rules, all run and all reported:
+  manifest    layer media types and annotations, diff_ids, bootstrap diff_id,
+              runtime config equal to the source's
+  bootstrap   the bootstrap validates and walks; its blob table names manifest
+              layers with their sizes
+  filesystem  (with --source) the source layers flattened with whiteout rules
+              against the Nydus tree read through its blobs, every chunk
+              verified: paths, type, mode, owner, size, rdev, symlink target,
+              xattrs, content, hardlink groups, mtime
+
+Exit status 1 when any problem is found.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Target == "" {
+				return fmt.Errorf("--target is required")
+			}
+			if platform != "" {
+				ps, err := imageref.ParsePlatforms(platform)
+				if err != nil {
+					return err
+				}
+				if len(ps) != 1 {
+					return fmt.Errorf("--platform takes one platform")
+				}
+				opts.Platform = &ps[0]
+			}
+			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
+			rep, err := checker.Check(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			for _, p := range rep.Problems {
+				fmt.Println(p)
+			}
+			if jsonPath != "" {
+				data, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
+				if err := writeFileAtomic(jsonPath, append(data, '\n')); err != nil {
+					return fmt.Errorf("writing --output-json: %w", err)
+				}
+			}
+			if !rep.OK {
+				return fmt.Errorf("%d problem(s) found in %s", len(rep.Problems), rep.Target)
+			}
+			logrus.Infof("%s passed rules %v (%d paths compared)", rep.Target, rep.Rules, rep.Files)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Target, "target", "", "the Nydus image (required)")
+	f.StringVar(&opts.Source, "source", "", "the image it was converted from (enables the filesystem rule)")
+	f.StringVar(&platform, "platform", "", "platform of an index to check (default: the host's linux/<arch>)")
+	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")
+	f.BoolVar(&opts.TargetRegistry.Insecure, "target-insecure", false, "skip TLS certificate verification for the target registry")
+	f.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for both registries")
+	f.StringSliceVar(&opts.IgnoreXattrs, "ignore-xattr", nil, "xattr names left out of the comparison (e.g. security.selinux)")
+	f.StringVar(&jsonPath, "output-json", "", "write the report as JSON to this file")
+	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for the bootstrap and blobs while checking (default: the system temp dir)")
+	return cmd
+}
