@@ -60,15 +60,15 @@ type blobWriter struct {
 	digester   rafs.Digester
 	chunkSize  uint64
 
-	f          *os.File
-	bw         *bufio.Writer
+	f  *os.File
+	bw *bufio.Writer
 	// One running sha256: for a directory build the upstream blob id (every
 	// byte but the digest array payload, §2.9); for a layer blob the whole
 	// file (its registry digest, which names it in merged bootstraps).
 	hash       hash.Hash
 	layer      bool
-	inlineMeta bool      // the blob will carry its bootstrap (INLINED_FS_META)
-	toc        []byte    // TOC entries so far
+	inlineMeta bool   // the blob will carry its bootstrap (INLINED_FS_META)
+	toc        []byte // TOC entries so far
 	pos        uint64
 	uend       uint64 // end of the last chunk in the uncompressed view
 
