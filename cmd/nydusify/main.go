@@ -29,7 +29,7 @@ func newRootCmd() *cobra.Command {
 	var logLevel string
 	root := &cobra.Command{
 		Use:           "nydusify",
-		Short:         "Build, inspect and unpack Nydus RAFS v6 images, in pure Go",
+		Short:         "Convert OCI images to Nydus (RAFS v6), build, check, inspect and unpack them, in pure Go",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
