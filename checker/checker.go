@@ -132,7 +132,9 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 		rep.OK = false
 		return rep, nil
 	}
-	rd, blobs, err := loadBootstrap(ctx, work, layers, problem)
+	var files closers
+	defer files.close()
+	rd, blobs, err := loadBootstrap(work, layers, &files, problem)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +244,7 @@ func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, pr
 
 // loadBootstrap applies the bootstrap rule and opens the blobs. It returns
 // a nil reader when the bootstrap cannot be used at all.
-func loadBootstrap(ctx context.Context, work string, layers []v1.Layer, problem func(string, string, ...any)) (*rafs.Reader, []*rafs.BlobReader, error) {
+func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(string, string, ...any)) (*rafs.Reader, []*rafs.BlobReader, error) {
 	bootLayer := layers[len(layers)-1]
 	bootPath := filepath.Join(work, "image.boot")
 	diffID, err := extractBootstrap(bootLayer, bootPath)
@@ -257,6 +259,7 @@ func loadBootstrap(ctx context.Context, work string, layers []v1.Layer, problem 
 	if err != nil {
 		return nil, nil, err
 	}
+	*files = append(*files, f)
 	st, _ := f.Stat()
 	rd, err := rafs.Open(f, st.Size())
 	if err != nil {
@@ -298,7 +301,7 @@ func loadBootstrap(ctx context.Context, work string, layers []v1.Layer, problem 
 			problem(RuleBootstrap, "blob %s: %v", e.BlobID, err)
 			continue
 		}
-		br, err := fetchBlob(work, l, e, digests)
+		br, err := fetchBlob(work, l, e, digests, files)
 		if err != nil {
 			problem(RuleBootstrap, "blob %s: %v", e.BlobID, err)
 		}
@@ -355,7 +358,7 @@ func extractBootstrap(l v1.Layer, path string) (string, error) {
 // the bootstrap (which the manifest vouches for, unlike the blob's own
 // digest array). A digest mismatch of the whole blob is returned with the
 // reader, so per-chunk checks can still name the files the damage reaches.
-func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry, digests map[uint32][32]byte) (*rafs.BlobReader, error) {
+func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry, digests map[uint32][32]byte, files *closers) (*rafs.BlobReader, error) {
 	rc, err := l.Compressed()
 	if err != nil {
 		return nil, err
@@ -376,14 +379,23 @@ func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry, digests map[uint32][32
 	if err != nil {
 		return nil, err
 	}
+	*files = append(*files, bf)
 	st, _ := bf.Stat()
 	br, err := rafs.OpenBlob(bf, st.Size(), e, digests)
 	if err != nil {
-		bf.Close()
 		return nil, errors.Join(copyErr, err)
 	}
 	if copyErr != nil {
 		return br, fmt.Errorf("%w (files reading from it are checked chunk by chunk)", copyErr)
 	}
 	return br, nil
+}
+
+// closers closes the files a check opened, once it is done with them.
+type closers []io.Closer
+
+func (c closers) close() {
+	for _, f := range c {
+		f.Close()
+	}
 }
