@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -187,17 +188,35 @@ func TestFixtureInlineBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The data lives in the same blob; its chunks are checked against the
+	// inline bootstrap's chunk table (this old blob has no digest array).
+	digests, err := rd.ChunkDigests(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := OpenBlob(f, size, rd.Blobs[0], digests)
+	if err != nil {
+		t.Fatal(err)
+	}
 	files := 0
 	if err := rd.Walk(func(p string, n *Node) error {
-		if n.IsReg() {
-			files++
+		if !n.IsReg() {
+			return nil
+		}
+		files++
+		var buf bytes.Buffer
+		if err := rd.CopyFile(&buf, n, []*BlobReader{blob}); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if uint64(buf.Len()) != n.Inode.Size {
+			t.Errorf("%s: %d bytes, want %d", p, buf.Len(), n.Inode.Size)
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if files != 3 {
-		t.Errorf("inline bootstrap has %d files, want 3", files)
+	if files != 3 || len(digests) != int(rd.Blobs[0].ChunkCount) {
+		t.Errorf("inline bootstrap has %d files and %d chunk digests", files, len(digests))
 	}
 }
 
