@@ -11,6 +11,8 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
+require github.com/hanwen/go-fuse/v2 v2.12.1
+
 require (
 	github.com/containerd/stargz-snapshotter/estargz v0.19.1 // indirect
 	github.com/docker/cli v29.7.2+incompatible // indirect

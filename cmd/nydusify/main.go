@@ -43,7 +43,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(newBuildCmd(), newConvertCmd(), newCheckCmd(), newInspectCmd(), newUnpackCmd())
+	root.AddCommand(newBuildCmd(), newConvertCmd(), newCheckCmd(), newMountCmd(), newInspectCmd(), newUnpackCmd())
 	return root
 }
 

@@ -1,0 +1,349 @@
+// Package rafsfs serves a RAFS v6 image as a read-only FUSE filesystem: the
+// metadata comes from a rafs.Reader over the bootstrap, file data from one
+// blobcache.Cache per blob of the bootstrap's blob table, fetched lazily.
+//
+// Nothing is walked at mount time: directories are read when looked up or
+// listed, and a regular file's chunk indexes when it is first read. Inode
+// numbers are the bootstrap's nids, so hardlinks share one inode. Every error
+// from the image or the cache is logged with its cause and returned to the
+// kernel as EIO; a chunk that fails its digest check is never served.
+// It imports go-fuse, rafs and blobcache.
+package rafsfs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/nydus-go/nydusify/blobcache"
+	"github.com/nydus-go/nydusify/rafs"
+)
+
+// Options configure Mount. The zero value mounts for root only, logs
+// nothing and caches entries and attributes for DefaultTimeout.
+type Options struct {
+	// Logger receives the cause of every EIO. Nil discards.
+	Logger *log.Logger
+	// AllowOther lets users other than the mounting one access the mount;
+	// the kernel then checks permissions (default_permissions).
+	AllowOther bool
+	// Timeout is how long the kernel may cache entries and attributes; the
+	// image never changes, so long is fine. 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Debug logs every FUSE request to Logger.
+	Debug bool
+}
+
+// DefaultTimeout is the entry and attribute timeout when Options.Timeout is 0.
+const DefaultTimeout = time.Hour
+
+// fsys is the state shared by every node of one mount.
+type fsys struct {
+	rd     *rafs.Reader
+	caches []*blobcache.Cache
+	logger *log.Logger
+}
+
+// node is one inode of the image. Fields after n are filled lazily.
+type node struct {
+	fs.Inode
+	fsys *fsys
+	n    *rafs.Node
+
+	once   sync.Once // loads ents or chunks
+	err    error
+	ents   map[string]rafs.DirEntry // directories
+	list   []rafs.DirEntry          // directories, on-disk order, without . and ..
+	chunks []rafs.ChunkAddr         // regular files
+}
+
+var (
+	_ fs.NodeLookuper    = (*node)(nil)
+	_ fs.NodeReaddirer   = (*node)(nil)
+	_ fs.NodeGetattrer   = (*node)(nil)
+	_ fs.NodeReadlinker  = (*node)(nil)
+	_ fs.NodeOpener      = (*node)(nil)
+	_ fs.NodeReader      = (*node)(nil)
+	_ fs.NodeGetxattrer  = (*node)(nil)
+	_ fs.NodeListxattrer = (*node)(nil)
+	_ fs.NodeStatfser    = (*node)(nil)
+)
+
+// Mount validates rd and caches (one per blob, in blob-table order), mounts
+// the image read-only at mountpoint with mount(2) directly (root needed, no
+// fusermount), and returns once the mount is usable. The caller serves until
+// it calls Unmount on the returned server (or the mount is unmounted
+// externally; Wait returns then).
+func Mount(mountpoint string, rd *rafs.Reader, caches []*blobcache.Cache, opts Options) (*fuse.Server, error) {
+	root, err := newRoot(rd, caches, opts)
+	if err != nil {
+		return nil, err
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	mopts := fuse.MountOptions{
+		DirectMount:  true,
+		FsName:       "nydusify",
+		Name:         "rafs",
+		Options:      []string{"ro"},
+		AllowOther:   opts.AllowOther,
+		Debug:        opts.Debug,
+		Logger:       root.fsys.logger,
+		MaxReadAhead: 1 << 20,
+	}
+	if opts.AllowOther {
+		mopts.Options = append(mopts.Options, "default_permissions")
+	}
+	srv, err := fs.Mount(mountpoint, root, &fs.Options{
+		MountOptions:    mopts,
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		NullPermissions: true,
+		Logger:          root.fsys.logger,
+		RootStableAttr:  &fs.StableAttr{Mode: syscall.S_IFDIR, Ino: root.n.Nid},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
+	}
+	return srv, nil
+}
+
+func newRoot(rd *rafs.Reader, caches []*blobcache.Cache, opts Options) (*node, error) {
+	if len(caches) != len(rd.Blobs) {
+		return nil, fmt.Errorf("the bootstrap names %d blob(s), %d cache(s) given", len(rd.Blobs), len(caches))
+	}
+	for i, c := range caches {
+		if c == nil || c.Blob().Entry.BlobID != rd.Blobs[i].BlobID {
+			return nil, fmt.Errorf("cache %d is not for blob %s", i, rd.Blobs[i].BlobID)
+		}
+	}
+	rn, err := rd.Root()
+	if err != nil {
+		return nil, fmt.Errorf("reading the root directory: %w", err)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	return &node{fsys: &fsys{rd: rd, caches: caches, logger: logger}, n: rn}, nil
+}
+
+// eio logs what failed and returns EIO.
+func (n *node) eio(op string, err error) syscall.Errno {
+	n.fsys.logger.Printf("rafsfs: %s of inode %d: %v", op, n.n.Nid, err)
+	return syscall.EIO
+}
+
+func (n *node) loadDir() error {
+	n.once.Do(func() {
+		ents, err := n.fsys.rd.ReadDir(n.n)
+		if err != nil {
+			n.err = err
+			return
+		}
+		n.ents = make(map[string]rafs.DirEntry, len(ents))
+		for _, e := range ents {
+			if e.Name == "." || e.Name == ".." {
+				continue
+			}
+			n.ents[e.Name] = e
+			n.list = append(n.list, e)
+		}
+	})
+	return n.err
+}
+
+func (n *node) loadChunks() error {
+	n.once.Do(func() { n.chunks, n.err = n.fsys.rd.Chunks(n.n) })
+	return n.err
+}
+
+// Lookup implements fs.NodeLookuper.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if err := n.loadDir(); err != nil {
+		return nil, n.eio("reading directory", err)
+	}
+	e, ok := n.ents[name]
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	cn, err := n.fsys.rd.Node(e.Nid)
+	if err != nil {
+		return nil, n.eio("looking up "+name, err)
+	}
+	fillAttr(cn, &out.Attr)
+	child := &node{fsys: n.fsys, n: cn}
+	return n.NewInode(ctx, child, fs.StableAttr{Mode: uint32(cn.Inode.Mode) & syscall.S_IFMT, Ino: cn.Nid}), 0
+}
+
+// Readdir implements fs.NodeReaddirer.
+func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+	if err := n.loadDir(); err != nil {
+		return nil, n.eio("reading directory", err)
+	}
+	out := make([]fuse.DirEntry, len(n.list))
+	for i, e := range n.list {
+		out[i] = fuse.DirEntry{Name: e.Name, Ino: e.Nid, Mode: fileTypeMode(e.FileType)}
+	}
+	return fs.NewListDirStream(out), 0
+}
+
+func fileTypeMode(ft uint8) uint32 {
+	switch ft {
+	case rafs.FTReg:
+		return syscall.S_IFREG
+	case rafs.FTDir:
+		return syscall.S_IFDIR
+	case rafs.FTChr:
+		return syscall.S_IFCHR
+	case rafs.FTBlk:
+		return syscall.S_IFBLK
+	case rafs.FTFifo:
+		return syscall.S_IFIFO
+	case rafs.FTSock:
+		return syscall.S_IFSOCK
+	case rafs.FTSymlink:
+		return syscall.S_IFLNK
+	}
+	return 0
+}
+
+func fillAttr(rn *rafs.Node, a *fuse.Attr) {
+	ino := &rn.Inode
+	a.Ino = rn.Nid
+	a.Mode = uint32(ino.Mode)
+	a.Size = ino.Size
+	a.Blocks = (ino.Size + 511) / 512
+	a.Blksize = rafs.BlockSize
+	a.Nlink = ino.Nlink
+	a.Uid, a.Gid = ino.UID, ino.GID
+	a.Mtime, a.Mtimensec = ino.Mtime, ino.MtimeNsec
+	a.Atime, a.Atimensec = ino.Mtime, ino.MtimeNsec
+	a.Ctime, a.Ctimensec = ino.Mtime, ino.MtimeNsec
+	if t := uint32(ino.Mode) & rafs.ModeFmt; t == rafs.ModeChr || t == rafs.ModeBlk {
+		a.Rdev = ino.U // already in the kernel's new_encode_dev form (§1.9)
+	}
+}
+
+// Getattr implements fs.NodeGetattrer.
+func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillAttr(n.n, &out.Attr)
+	return 0
+}
+
+// Readlink implements fs.NodeReadlinker.
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	t, err := n.fsys.rd.Readlink(n.n)
+	if err != nil {
+		return nil, n.eio("readlink", err)
+	}
+	return []byte(t), 0
+}
+
+// Open implements fs.NodeOpener: read-only opens of regular files, with the
+// page cache kept across opens since the image never changes.
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	if !n.n.IsReg() {
+		return nil, 0, syscall.EINVAL
+	}
+	if err := n.loadChunks(); err != nil {
+		return nil, 0, n.eio("reading chunk indexes", err)
+	}
+	return nil, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Read implements fs.NodeReader: file chunk k covers [k*chunkSize,
+// (k+1)*chunkSize) and is read from its blob's cache.
+func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if err := n.loadChunks(); err != nil {
+		return nil, n.eio("reading chunk indexes", err)
+	}
+	size := int64(n.n.Inode.Size)
+	if off >= size || len(dest) == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	end := min(off+int64(len(dest)), size)
+	cs := int64(n.fsys.rd.ChunkSize)
+	bs := n.fsys.rd.BlockSize()
+	pos := off
+	for pos < end {
+		k := pos / cs
+		if k >= int64(len(n.chunks)) {
+			return nil, n.eio("read", fmt.Errorf("offset %d beyond its %d chunk(s)", pos, len(n.chunks)))
+		}
+		a := n.chunks[k]
+		c := n.fsys.caches[a.BlobIndex]
+		chunks := c.Blob().Chunks
+		if int(a.CIIndex) >= len(chunks) {
+			return nil, n.eio("read", fmt.Errorf("chunk %d names chunk %d of blob %d, which has %d", k, a.CIIndex, a.BlobIndex, len(chunks)))
+		}
+		bc := chunks[a.CIIndex]
+		if bc.UncompressedOffset != uint64(a.BlkAddr)*bs || int64(bc.UncompressedSize) != min(cs, size-k*cs) {
+			return nil, n.eio("read", fmt.Errorf("chunk %d (blob %d chunk %d) disagrees with the blob's chunk info", k, a.BlobIndex, a.CIIndex))
+		}
+		stop := min(end, (k+1)*cs)
+		if _, err := c.ReadChunkAt(ctx, a.CIIndex, dest[pos-off:stop-off], pos-k*cs); err != nil {
+			return nil, n.eio("read", err)
+		}
+		pos = stop
+	}
+	return fuse.ReadResultData(dest[:end-off]), 0
+}
+
+// Listxattr implements fs.NodeListxattrer.
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var names []byte
+	for _, x := range n.n.Xattrs {
+		names = append(append(names, x.Name...), 0)
+	}
+	if len(dest) == 0 {
+		return uint32(len(names)), 0
+	}
+	if len(dest) < len(names) {
+		return uint32(len(names)), syscall.ERANGE
+	}
+	return uint32(copy(dest, names)), 0
+}
+
+// Getxattr implements fs.NodeGetxattrer.
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	for _, x := range n.n.Xattrs {
+		if x.Name != attr {
+			continue
+		}
+		if len(dest) == 0 {
+			return uint32(len(x.Value)), 0
+		}
+		if len(dest) < len(x.Value) {
+			return uint32(len(x.Value)), syscall.ERANGE
+		}
+		return uint32(copy(dest, x.Value)), 0
+	}
+	return 0, syscall.ENODATA
+}
+
+// Statfs implements fs.NodeStatfser: the image's blocks, bootstrap and
+// blobs' uncompressed views together, all used.
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	rd := n.fsys.rd
+	blocks := uint64(rd.FileSize()) / rd.BlockSize()
+	for _, d := range rd.Devices {
+		blocks += uint64(d.Blocks)
+	}
+	*out = fuse.StatfsOut{Blocks: blocks, Files: rd.Super.Inos, Bsize: uint32(rd.BlockSize()),
+		Frsize: uint32(rd.BlockSize()), NameLen: rafs.MaxNameLen}
+	return 0
+}
