@@ -71,7 +71,7 @@ func run(layer string, runs int) error {
 		defer os.RemoveAll(dir)
 		layer = filepath.Join(dir, "goroot.tar.gz")
 		fmt.Printf("making a layer from %s ...\n", runtime.GOROOT())
-		if err := makeLayer(runtime.GOROOT(), layer); err != nil {
+		if err := treetar.WriteGzipFile(layer, runtime.GOROOT()); err != nil {
 			return err
 		}
 	}
@@ -192,22 +192,6 @@ type zstdChunked struct {
 	*zstdchunked.Decompressor
 }
 
-// makeLayer writes a gzip tar of root to path.
-func makeLayer(root, path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zw := gzip.NewWriter(f)
-	if err := treetar.Write(zw, root); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	return f.Close()
-}
 
 func uncompressedSize(layer string) (int64, error) {
 	f, err := os.Open(layer)

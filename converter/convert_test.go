@@ -3,7 +3,6 @@ package converter_test
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -473,7 +472,7 @@ func TestConvertRealistic(t *testing.T) {
 	testenv.RequireEROFS(t)
 	dir := t.TempDir()
 	layerPath := filepath.Join(dir, "goroot.tar.gz")
-	if err := writeTreeLayer(runtime.GOROOT(), layerPath); err != nil {
+	if err := treetar.WriteGzipFile(layerPath, runtime.GOROOT()); err != nil {
 		t.Fatal(err)
 	}
 	layer, err := tarball.LayerFromFile(layerPath, tarball.WithMediaType(types.OCILayer))
@@ -517,19 +516,3 @@ func TestConvertRealistic(t *testing.T) {
 	requireSame(t, flatten(t, src), mountNydus(t, img))
 }
 
-// writeTreeLayer writes a gzip tar of root.
-func writeTreeLayer(root, path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zw := gzip.NewWriter(f)
-	if err := treetar.Write(zw, root); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	return f.Close()
-}

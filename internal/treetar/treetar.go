@@ -7,6 +7,7 @@ package treetar
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"io/fs"
@@ -120,4 +121,22 @@ func readXattrs(p string) (map[string]string, error) {
 		out[name] = string(v[:sz])
 	}
 	return out, nil
+}
+
+// WriteGzipFile writes the tree under root as a gzip-compressed layer file
+// at path.
+func WriteGzipFile(path, root string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	if err := Write(zw, root); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
 }
