@@ -192,7 +192,6 @@ type zstdChunked struct {
 	*zstdchunked.Decompressor
 }
 
-
 func uncompressedSize(layer string) (int64, error) {
 	f, err := os.Open(layer)
 	if err != nil {

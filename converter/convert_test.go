@@ -515,4 +515,3 @@ func TestConvertRealistic(t *testing.T) {
 	}
 	requireSame(t, flatten(t, src), mountNydus(t, img))
 }
-
