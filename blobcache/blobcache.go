@@ -3,10 +3,11 @@
 // backend.Backend the first time it is read.
 //
 // A fetched chunk is decompressed, checked against the digest the bootstrap's
-// chunk table records, written into a sparse file holding the blob's
-// uncompressed view and fsynced; only then is it marked ready, so a chunk is
-// never served unverified and a crash can only lose marks, never leave a wrong
-// one. Files in the cache directory, per blob id:
+// chunk table records, and written into a sparse file holding the blob's
+// uncompressed view; only then is it served. Marks of ready chunks reach the
+// chunk map file in batches, each after an fsync of the data it vouches for,
+// so a crash can only lose marks, never leave a wrong one. Files in the cache
+// directory, per blob id:
 //
 //	<id>.blob.data   the uncompressed view: chunk i at its UncompressedOffset,
 //	                 holes where nothing was fetched (upstream nydusd's layout)
@@ -15,6 +16,12 @@
 //	<id>.chunk_info  the blob size (8 bytes, little-endian) followed by the
 //	                 blob's raw chunk-info array and compression-context header,
 //	                 so reopening needs no backend request
+//
+// A read of a chunk that is not cached fetches, in the same backend request,
+// the chunks that follow it in the blob up to Options.Amplify bytes, as
+// upstream's amplify_io does: sequential reads of small files then cost one
+// request per run instead of one per file. Prefetch fills the cache from a
+// list of chunks with a bounded number of workers.
 //
 // Cached bytes are trusted once marked: they are not re-hashed on later reads.
 // One process at a time may use a blob's cache files (an flock guards them).
@@ -31,8 +38,10 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -44,28 +53,49 @@ import (
 // match the digest the bootstrap records for them.
 var ErrDigestMismatch = errors.New("blobcache: chunk digest mismatch")
 
-// Options configure Open. The zero value logs nothing.
+// Options configure Open. The zero value logs nothing and amplifies reads
+// to DefaultAmplify.
 type Options struct {
 	// Logger receives a line for every chunk that fails to fetch or verify.
 	Logger *log.Logger
+	// Amplify is how many compressed bytes one backend request may cover
+	// when a chunk is fetched: the chunks that follow it in the blob come
+	// along while they fit. 0 means DefaultAmplify; negative fetches one
+	// chunk per request.
+	Amplify int64
 }
+
+// DefaultAmplify is the read amplification when Options.Amplify is 0, the
+// same as upstream nydusd's default amplify_io.
+const DefaultAmplify = 1 << 20
+
+// flushInterval is how often marks of newly cached chunks are made durable.
+const flushInterval = 500 * time.Millisecond
 
 // Cache serves the chunks of one blob. It is safe for concurrent use; at most
 // one fetch per chunk is in flight, and concurrent readers of a chunk being
 // fetched wait for it.
 type Cache struct {
-	be     backend.Backend
-	blob   *rafs.BlobReader
-	logger *log.Logger
-	data   *os.File
-	cmap   *os.File
-	ready  []atomic.Bool
+	be      backend.Backend
+	blob    *rafs.BlobReader
+	logger  *log.Logger
+	amplify int64
+	data    *os.File
+	cmap    *os.File
+	ready   []atomic.Bool
 
 	mu       sync.Mutex // guards inflight
 	inflight map[uint32]*fetch
+
+	flushMu sync.Mutex // guards pending and serialises flushes
+	pending []uint32   // ready chunks whose marks are not yet in cmap
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
+// fetch is one chunk being fetched; done closes when err is set.
 type fetch struct {
+	i    uint32
 	done chan struct{}
 	err  error
 }
@@ -82,9 +112,15 @@ func Open(ctx context.Context, dir string, be backend.Backend, e rafs.BlobEntry,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating cache directory: %w", err)
 	}
-	c := &Cache{be: be, logger: opts.Logger, inflight: map[uint32]*fetch{}}
+	c := &Cache{be: be, logger: opts.Logger, amplify: opts.Amplify, inflight: map[uint32]*fetch{}}
 	if c.logger == nil {
 		c.logger = log.New(io.Discard, "", 0)
+	}
+	switch {
+	case c.amplify == 0:
+		c.amplify = DefaultAmplify
+	case c.amplify < 0:
+		c.amplify = 0
 	}
 	defer func() {
 		if err != nil {
@@ -121,6 +157,8 @@ func Open(ctx context.Context, dir string, be backend.Backend, e rafs.BlobEntry,
 	for i, m := range marks {
 		c.ready[i].Store(m == 1)
 	}
+	c.stop, c.stopped = make(chan struct{}), make(chan struct{})
+	go c.flusher()
 	return c, nil
 }
 
@@ -245,31 +283,83 @@ func (c *Cache) ensure(ctx context.Context, i uint32) error {
 		c.mu.Unlock()
 		return nil
 	}
-	f := &fetch{done: make(chan struct{})}
-	c.inflight[i] = f
+	run := c.claimLocked(i, c.amplify)
 	c.mu.Unlock()
-
-	f.err = c.fetch(ctx, i)
-	if f.err != nil {
-		c.logger.Printf("blobcache: %v", f.err)
-	}
-	c.mu.Lock()
-	delete(c.inflight, i)
-	c.mu.Unlock()
-	close(f.done)
-	return f.err
+	c.fetchRun(ctx, run)
+	return run[0].err
 }
 
-func (c *Cache) fetch(ctx context.Context, i uint32) error {
+// claimLocked registers as in flight chunk i and the chunks that follow it
+// contiguously in the blob, not ready, not in flight and with a digest,
+// while the run's compressed size stays within limit. c.mu must be held.
+func (c *Cache) claimLocked(i uint32, limit int64) []*fetch {
+	chunks := c.blob.Chunks
+	run := []*fetch{{i: i, done: make(chan struct{})}}
+	end := chunks[i].CompressedOffset + uint64(chunks[i].CompressedSize)
+	total := int64(chunks[i].CompressedSize)
+	for k := i + 1; int(k) < len(chunks); k++ {
+		ch := chunks[k]
+		if ch.CompressedOffset != end || total+int64(ch.CompressedSize) > limit || c.ready[k].Load() {
+			break
+		}
+		if _, ok := c.inflight[k]; ok {
+			break
+		}
+		if _, ok := c.blob.Digests[k]; !ok {
+			break
+		}
+		run = append(run, &fetch{i: k, done: make(chan struct{})})
+		end += uint64(ch.CompressedSize)
+		total += int64(ch.CompressedSize)
+	}
+	for _, f := range run {
+		c.inflight[f.i] = f
+	}
+	return run
+}
+
+// fetchRun reads a claimed run with one backend request, then verifies and
+// caches each chunk, settling every fetch of the run. The request is not
+// cancelled with ctx, since other readers may wait for the same chunks; the
+// backend's own timeouts bound it.
+func (c *Cache) fetchRun(ctx context.Context, run []*fetch) {
+	e := &c.blob.Entry
+	first, last := c.blob.Chunks[run[0].i], c.blob.Chunks[run[len(run)-1].i]
+	start := first.CompressedOffset
+	raw := make([]byte, last.CompressedOffset+uint64(last.CompressedSize)-start)
+	_, err := c.be.ReadAt(context.WithoutCancel(ctx), e.BlobID, raw, int64(start))
+	if err != nil {
+		err = fmt.Errorf("fetching chunks %d-%d of blob %s: %w", run[0].i, run[len(run)-1].i, e.BlobID, err)
+	}
+	for _, f := range run {
+		f.err = err
+		if err == nil {
+			ch := c.blob.Chunks[f.i]
+			off := ch.CompressedOffset - start
+			f.err = c.commit(f.i, raw[off:off+uint64(ch.CompressedSize)])
+		}
+		if f.err != nil {
+			c.logger.Printf("blobcache: %v", f.err)
+		}
+	}
+	c.mu.Lock()
+	for _, f := range run {
+		delete(c.inflight, f.i)
+	}
+	c.mu.Unlock()
+	for _, f := range run {
+		close(f.done)
+	}
+}
+
+// commit decompresses and verifies the compressed bytes raw of chunk i, then
+// writes them to the blob's view and marks the chunk ready.
+func (c *Cache) commit(i uint32, raw []byte) error {
 	e := &c.blob.Entry
 	ch := c.blob.Chunks[i]
 	want, ok := c.blob.Digests[i]
 	if !ok {
 		return fmt.Errorf("chunk %d of blob %s has no digest in the bootstrap", i, e.BlobID)
-	}
-	raw := make([]byte, ch.CompressedSize)
-	if _, err := c.be.ReadAt(ctx, e.BlobID, raw, int64(ch.CompressedOffset)); err != nil {
-		return fmt.Errorf("fetching chunk %d of blob %s: %w", i, e.BlobID, err)
 	}
 	alg := rafs.CompressNone
 	if ch.Compressed() {
@@ -287,14 +377,112 @@ func (c *Cache) fetch(ctx context.Context, i uint32) error {
 		if _, err := c.data.WriteAt(data, int64(ch.UncompressedOffset)); err != nil {
 			return fmt.Errorf("caching chunk %d of blob %s: %w", i, e.BlobID, err)
 		}
-		if err := c.data.Sync(); err != nil {
-			return fmt.Errorf("syncing blob data of %s: %w", e.BlobID, err)
+	}
+	c.flushMu.Lock()
+	c.pending = append(c.pending, i)
+	c.flushMu.Unlock()
+	c.ready[i].Store(true)
+	return nil
+}
+
+// Prefetch fetches the listed chunks that are not cached yet, with at most
+// workers backend requests at once, each covering a run of neighbouring
+// chunks up to the amplification size. It returns how many chunks it
+// fetched and the errors of those it could not (each also logged); chunks
+// without a digest are skipped. It stops early when ctx is cancelled.
+func (c *Cache) Prefetch(ctx context.Context, chunks []uint32, workers int) (int, error) {
+	idx := slices.Clone(chunks)
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	workers = max(workers, 1)
+	limit := max(c.amplify, 1)
+	var (
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, workers)
+		errMu   sync.Mutex
+		errs    []error
+		fetched atomic.Int64
+	)
+	for _, i := range idx {
+		if int(i) >= len(c.blob.Chunks) || c.ready[i].Load() {
+			continue
+		}
+		if _, ok := c.blob.Digests[i]; !ok {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return int(fetched.Load()), ctx.Err()
+		}
+		c.mu.Lock()
+		_, busy := c.inflight[i]
+		var run []*fetch
+		if !busy && !c.ready[i].Load() {
+			run = c.claimLocked(i, limit)
+		}
+		c.mu.Unlock()
+		if run == nil {
+			<-sem
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c.fetchRun(ctx, run)
+			for _, f := range run {
+				if f.err == nil {
+					fetched.Add(1)
+				} else {
+					errMu.Lock()
+					errs = append(errs, f.err)
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return int(fetched.Load()), errors.Join(errs...)
+}
+
+// flusher makes marks durable every flushInterval until Close.
+func (c *Cache) flusher() {
+	defer close(c.stopped)
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			if err := c.flush(); err != nil {
+				c.logger.Printf("blobcache: %v", err)
+			}
 		}
 	}
-	if _, err := c.cmap.WriteAt([]byte{1}, int64(i)); err != nil {
-		return fmt.Errorf("marking chunk %d of blob %s: %w", i, e.BlobID, err)
+}
+
+// flush syncs the blob's view, then writes the marks of the chunks cached
+// before the sync: a mark never reaches the chunk map ahead of its data.
+func (c *Cache) flush() error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	if len(c.pending) == 0 {
+		return nil
 	}
-	c.ready[i].Store(true)
+	e := &c.blob.Entry
+	if err := c.data.Sync(); err != nil {
+		return fmt.Errorf("syncing blob data of %s: %w", e.BlobID, err)
+	}
+	slices.Sort(c.pending)
+	one := []byte{1}
+	for _, i := range c.pending {
+		if _, err := c.cmap.WriteAt(one, int64(i)); err != nil {
+			return fmt.Errorf("marking chunk %d of blob %s: %w", i, e.BlobID, err)
+		}
+	}
+	c.pending = c.pending[:0]
 	return nil
 }
 
@@ -307,9 +495,16 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// Close closes the cache files. Reads must have finished.
+// Close makes the marks of cached chunks durable and closes the cache
+// files. Reads must have finished.
 func (c *Cache) Close() error {
 	var errs []error
+	if c.stop != nil {
+		close(c.stop)
+		<-c.stopped
+		c.stop = nil
+		errs = append(errs, c.flush())
+	}
 	for _, f := range []*os.File{c.data, c.cmap} {
 		if f != nil {
 			errs = append(errs, f.Close())
