@@ -115,3 +115,6 @@ func (l *LocalFS) Close() error {
 	l.files = nil
 	return nil
 }
+
+// String names the backend: "localfs:" and its directory.
+func (l *LocalFS) String() string { return "localfs:" + l.dir }

@@ -238,3 +238,6 @@ func (r *Registry) Size(ctx context.Context, blobID string) (int64, error) {
 	}
 	return size, nil
 }
+
+// String names the backend: "registry:" and its repository.
+func (r *Registry) String() string { return "registry:" + r.repo.String() }

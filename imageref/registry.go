@@ -58,12 +58,9 @@ func (o RegistryOptions) Reference(r Ref) (name.Reference, error) {
 	return ref, nil
 }
 
-// RemoteOptions returns the ggcr remote options for these settings: transport (TLS and the
-// plain-HTTP guard), credentials, retries, jobs and user agent. A negative Jobs is an error.
-func (o RegistryOptions) RemoteOptions() ([]remote.Option, error) {
-	if o.Jobs < 0 {
-		return nil, fmt.Errorf("registry options: jobs %d is negative", o.Jobs)
-	}
+// Transport returns the HTTP transport for these settings: TLS verification unless
+// Insecure, and the plain-HTTP guard unless PlainHTTP.
+func (o RegistryOptions) Transport() (http.RoundTripper, error) {
 	defaultTransport, ok := remote.DefaultTransport.(*http.Transport)
 	if !ok {
 		return nil, fmt.Errorf("registry options: remote.DefaultTransport is a %T, not an *http.Transport", remote.DefaultTransport)
@@ -72,15 +69,31 @@ func (o RegistryOptions) RemoteOptions() ([]remote.Option, error) {
 	if o.Insecure {
 		base.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	}
-	var rt http.RoundTripper = base
-	if !o.PlainHTTP {
-		rt = httpsOnly{next: base}
+	if o.PlainHTTP {
+		return base, nil
 	}
-	keychain := o.Keychain
-	if keychain == nil {
-		keychain = authn.DefaultKeychain
+	return httpsOnly{next: base}, nil
+}
+
+// Credentials returns Keychain, or authn.DefaultKeychain when it is nil.
+func (o RegistryOptions) Credentials() authn.Keychain {
+	if o.Keychain == nil {
+		return authn.DefaultKeychain
 	}
-	opts := []remote.Option{remote.WithTransport(rt), remote.WithAuthFromKeychain(keychain)}
+	return o.Keychain
+}
+
+// RemoteOptions returns the ggcr remote options for these settings: transport (TLS and the
+// plain-HTTP guard), credentials, retries, jobs and user agent. A negative Jobs is an error.
+func (o RegistryOptions) RemoteOptions() ([]remote.Option, error) {
+	if o.Jobs < 0 {
+		return nil, fmt.Errorf("registry options: jobs %d is negative", o.Jobs)
+	}
+	rt, err := o.Transport()
+	if err != nil {
+		return nil, err
+	}
+	opts := []remote.Option{remote.WithTransport(rt), remote.WithAuthFromKeychain(o.Credentials())}
 	if o.Retries != 0 {
 		// Steps counts tries, and must stay positive: with 0 ggcr runs nothing and reports success.
 		opts = append(opts, remote.WithRetryBackoff(remote.Backoff{

@@ -39,6 +39,9 @@ type Options struct {
 	Timeout time.Duration
 	// Debug logs every FUSE request to Logger.
 	Debug bool
+	// HideXattrs serves no extended attributes, as nydusd does unless its
+	// configuration sets enable_xattr.
+	HideXattrs bool
 }
 
 // DefaultTimeout is the entry and attribute timeout when Options.Timeout is 0.
@@ -46,9 +49,10 @@ const DefaultTimeout = time.Hour
 
 // fsys is the state shared by every node of one mount.
 type fsys struct {
-	rd     *rafs.Reader
-	caches []*blobcache.Cache
-	logger *log.Logger
+	rd         *rafs.Reader
+	caches     []*blobcache.Cache
+	logger     *log.Logger
+	hideXattrs bool
 }
 
 // node is one inode of the image. Fields after n are filled lazily.
@@ -135,7 +139,7 @@ func newRoot(rd *rafs.Reader, caches []*blobcache.Cache, opts Options) (*node, e
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
 	}
-	return &node{fsys: &fsys{rd: rd, caches: caches, logger: logger}, n: rn}, nil
+	return &node{fsys: &fsys{rd: rd, caches: caches, logger: logger, hideXattrs: opts.HideXattrs}, n: rn}, nil
 }
 
 // eio logs what failed and returns EIO.
@@ -303,10 +307,18 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 	return fuse.ReadResultData(dest[:end-off]), 0
 }
 
+// xattrs returns the extended attributes the mount shows.
+func (n *node) xattrs() []rafs.Xattr {
+	if n.fsys.hideXattrs {
+		return nil
+	}
+	return n.n.Xattrs
+}
+
 // Listxattr implements fs.NodeListxattrer.
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	var names []byte
-	for _, x := range n.n.Xattrs {
+	for _, x := range n.xattrs() {
 		names = append(append(names, x.Name...), 0)
 	}
 	if len(dest) == 0 {
@@ -320,7 +332,7 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 
 // Getxattr implements fs.NodeGetxattrer.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	for _, x := range n.n.Xattrs {
+	for _, x := range n.xattrs() {
 		if x.Name != attr {
 			continue
 		}

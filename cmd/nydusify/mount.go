@@ -4,162 +4,226 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
-	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/nydus-go/nydusify/backend"
-	"github.com/nydus-go/nydusify/blobcache"
-	"github.com/nydus-go/nydusify/rafs"
-	"github.com/nydus-go/nydusify/rafsfs"
+	"github.com/nydus-go/nydusify/imagemount"
+	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/sdnotify"
 )
 
-// mountBackendConfig holds the keys of nydusd's backend "config" object that
-// mount understands: localfs {"dir"}, registry {"scheme", "host", "repo"}.
-type mountBackendConfig struct {
-	Dir    string `json:"dir"`
-	Scheme string `json:"scheme"`
-	Host   string `json:"host"`
-	Repo   string `json:"repo"`
-}
-
 func newMountCmd() *cobra.Command {
-	var bootstrap, backendType, backendConfig, mountPath, cacheDir string
-	var allowOther bool
+	var (
+		opts                                    imagemount.Options
+		configPath, backendType, backendConfig  string
+		backendConfigFile, cacheDir, platform   string
+		prefetch, asJSON, plainHTTP, hideXattrs bool
+		prefetchWorkers                         int
+	)
 	cmd := &cobra.Command{
-		Use:   "mount --bootstrap FILE --backend-type localfs --backend-config '{\"dir\":\"DIR\"}' --mount-path DIR",
-		Short: "Mount a RAFS v6 image read-only with FUSE, fetching file data lazily",
-		Long: `Mount a RAFS v6 image read-only with FUSE (needs root: mount(2) is called
-directly). File data is fetched from the backend chunk by chunk on first
-read, checked against the bootstrap's digests and kept in --cache-dir
-(<blob id>.blob.data, .chunk_map, .chunk_info), so a later mount with the
-same cache directory reuses what was fetched. A chunk that fails its digest
-check reads as EIO and is logged.
+		Use:   "mount (--target REF | --bootstrap FILE) --mount-path DIR",
+		Short: "Mount a Nydus image read-only with FUSE, fetching file data lazily",
+		Long: `Mount a Nydus (RAFS v6) image read-only with FUSE (needs root: mount(2) is
+called directly). File data is fetched from the backend chunk by chunk on
+first read, each chunk together with the ones after it up to 1 MiB, checked
+against the bootstrap's digests and kept in --cache-dir (<blob id>.blob.data,
+.chunk_map, .chunk_info), so a later mount with the same cache directory
+reuses what was fetched. A chunk that fails its digest check, or a backend
+error or timeout, reads as EIO and is logged.
 
-Backends: localfs {"dir": DIR} with blobs named by id; registry
-{"scheme": "https"|"http", "host": HOST, "repo": REPO}, credentials from the
-docker config. The command stays in the foreground until SIGINT or SIGTERM,
-then unmounts.`,
+The image is --target, a registry reference or oci:DIR[:TAG] whose bootstrap
+layer is pulled and whose blobs are read from the same repository (or the
+layout's blobs directory); or --bootstrap, a bootstrap file, with a backend.
+
+Backends (--backend-type, --backend-config as nydusd's "config" object):
+  localfs   {"dir": DIR}  blobs named by id
+  registry  {"scheme": "https"|"http", "host": HOST, "repo": REPO,
+             "auth": base64(user:password), "registry_token": TOKEN,
+             "skip_verify": BOOL, "timeout": SECONDS}
+            credentials default to the docker config's
+
+--config reads a nydusd JSON configuration (device.backend, device.cache
+work_dir, enable_xattr, amplify_io, fs_prefetch); flags given as well
+override it. Keys nydusd does not know are errors; keys it knows that this
+mount ignores are logged.
+
+--prefetch fetches the files of the bootstrap's prefetch table, or every
+chunk when it has none, in the background.
+
+When the mount is usable, "mounted at DIR" is printed (with --json, a
+{"event":"ready",...} line) and READY=1 is sent to $NOTIFY_SOCKET for
+systemd Type=notify units. The command stays in the foreground until
+SIGINT or SIGTERM, then unmounts.`,
+		Example: `  nydusify mount --target localhost:5000/app:1.0-nydus --plain-http --mount-path ./mnt --prefetch
+  nydusify mount --bootstrap out/app.meta --backend-type localfs --backend-config '{"dir":"out"}' --mount-path ./mnt
+  nydusify mount --config nydusd.json --bootstrap app.meta --mount-path ./mnt`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) (err error) {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if bootstrap == "" || mountPath == "" {
-				return errors.New("--bootstrap and --mount-path are required")
+			fl := cmd.Flags()
+			if opts.MountPath == "" {
+				return errors.New("--mount-path is required")
 			}
-			be, err := newMountBackend(backendType, backendConfig)
-			if err != nil {
-				return err
+			if (opts.Bootstrap == "") == (opts.Target == "") {
+				return errors.New("give one of --target and --bootstrap")
 			}
-			f, err := os.Open(bootstrap)
-			if err != nil {
-				return fmt.Errorf("opening bootstrap: %w", err)
-			}
-			defer f.Close()
-			st, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			rd, err := rafs.Open(f, st.Size())
-			if err != nil {
-				return fmt.Errorf("bootstrap %s: %w", bootstrap, err)
-			}
-			if cacheDir == "" {
-				if cacheDir, err = os.MkdirTemp("", "nydusify-cache-"); err != nil {
+			opts.Config = imagemount.DefaultConfig()
+			if configPath != "" {
+				data, err := os.ReadFile(configPath)
+				if err != nil {
 					return err
 				}
-				defer os.RemoveAll(cacheDir)
+				cfg, notes, err := imagemount.ParseConfig(data)
+				if err != nil {
+					return fmt.Errorf("%s: %w", configPath, err)
+				}
+				for _, n := range notes {
+					logrus.Warnf("%s: %s", configPath, n)
+				}
+				opts.Config = cfg
 			}
+			if backendConfigFile != "" {
+				if fl.Changed("backend-config") {
+					return errors.New("give --backend-config or --backend-config-file, not both")
+				}
+				data, err := os.ReadFile(backendConfigFile)
+				if err != nil {
+					return err
+				}
+				backendConfig = string(data)
+			}
+			switch {
+			case backendConfig != "":
+				be, notes, err := imagemount.ParseBackendConfig(backendType, []byte(backendConfig))
+				if err != nil {
+					return fmt.Errorf("--backend-config: %w", err)
+				}
+				for _, n := range notes {
+					logrus.Warnf("--backend-config: %s", n)
+				}
+				opts.Config.Backend = be
+			case fl.Changed("backend-type"):
+				return errors.New("--backend-type needs --backend-config")
+			case opts.Bootstrap != "" && configPath == "":
+				return errors.New("--bootstrap needs a backend: --backend-type and --backend-config, or --config")
+			}
+			if fl.Changed("cache-dir") {
+				opts.Config.CacheDir = cacheDir
+			}
+			if fl.Changed("prefetch") {
+				opts.Config.Prefetch.Enable = prefetch
+			}
+			if fl.Changed("prefetch-workers") {
+				if prefetchWorkers < 1 {
+					return errors.New("--prefetch-workers must be at least 1")
+				}
+				opts.Config.Prefetch.Workers = prefetchWorkers
+			}
+			if fl.Changed("hide-xattrs") {
+				opts.Config.Xattrs = !hideXattrs
+			}
+			if platform != "" {
+				ps, err := imageref.ParsePlatforms(platform)
+				if err != nil {
+					return err
+				}
+				if len(ps) != 1 {
+					return errors.New("--platform takes one platform")
+				}
+				opts.Platform = &ps[0]
+			}
+			opts.Registry.PlainHTTP = plainHTTP
 			// Causes of EIO and failed fetches go to the log as warnings.
 			logw := logrus.StandardLogger().WriterLevel(logrus.WarnLevel)
 			defer logw.Close()
-			stdLogger := log.New(logw, "", 0)
-			var caches []*blobcache.Cache
-			defer func() {
-				for _, c := range caches {
-					c.Close()
-				}
-			}()
-			for i, e := range rd.Blobs {
-				digests, err := rd.ChunkDigests(i)
-				if err != nil {
-					return err
-				}
-				c, err := blobcache.Open(ctx, cacheDir, be, e, digests, blobcache.Options{Logger: stdLogger})
-				if err != nil {
-					return fmt.Errorf("opening cache of blob %s: %w", e.BlobID, err)
-				}
-				caches = append(caches, c)
-			}
-			srv, err := rafsfs.Mount(mountPath, rd, caches, rafsfs.Options{Logger: stdLogger, AllowOther: allowOther})
+			opts.Logger = log.New(logw, "", 0)
+
+			m, err := imagemount.Start(ctx, opts)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "mounted at %s\n", mountPath)
-			served := make(chan struct{})
-			go func() {
-				srv.Wait()
-				close(served)
-			}()
-			select {
-			case <-ctx.Done():
-				if err := srv.Unmount(); err != nil {
-					return fmt.Errorf("unmounting %s: %w", mountPath, err)
+			defer m.Close()
+			out := cmd.OutOrStdout()
+			info := m.Info()
+			if asJSON {
+				writeEvent(out, "ready", info)
+			} else {
+				fmt.Fprintf(out, "mounted at %s\n", info.MountPath)
+			}
+			logrus.Infof("%s: %d inodes, %d blob(s) from %s, cache %s, ready in %.3fs",
+				info.Bootstrap, info.Inodes, info.Blobs, info.Backend, info.CacheDir, info.Seconds)
+			if _, err := sdnotify.Notify(sdnotify.Ready + "\nSTATUS=mounted at " + info.MountPath); err != nil {
+				logrus.Warn(err)
+			}
+			prefetched := m.Prefetched()
+			for {
+				select {
+				case res := <-prefetched:
+					prefetched = nil
+					if res.Err != nil {
+						logrus.Warnf("prefetch: %v", res.Err)
+					}
+					logrus.Infof("prefetch: %d chunk(s) in %.1fs", res.Chunks, res.Seconds)
+					if asJSON {
+						ev := struct {
+							imagemount.PrefetchResult
+							Error string `json:"error,omitempty"`
+						}{PrefetchResult: res}
+						if res.Err != nil {
+							ev.Error = res.Err.Error()
+						}
+						writeEvent(out, "prefetched", ev)
+					}
+				case <-ctx.Done():
+					sdnotify.Notify(sdnotify.Stopping)
+					if err := m.Close(); err != nil {
+						return err
+					}
+					logrus.Infof("unmounted %s", info.MountPath)
+					if asJSON {
+						writeEvent(out, "unmounted", struct{}{})
+					}
+					return nil
+				case <-m.Done():
+					return fmt.Errorf("%s was unmounted externally", info.MountPath)
 				}
-				<-served
-				logrus.Infof("unmounted %s", mountPath)
-				return nil
-			case <-served:
-				return fmt.Errorf("%s was unmounted externally", mountPath)
 			}
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&bootstrap, "bootstrap", "", "RAFS v6 bootstrap file (required)")
+	fl.StringVar(&opts.Target, "target", "", "Nydus image to mount: a registry reference or oci:DIR[:TAG]")
+	fl.StringVar(&opts.Bootstrap, "bootstrap", "", "RAFS v6 bootstrap file to mount (with a backend)")
+	fl.StringVar(&opts.MountPath, "mount-path", "", "directory to mount on (required)")
+	fl.StringVar(&configPath, "config", "", "nydusd JSON configuration file")
 	fl.StringVar(&backendType, "backend-type", "localfs", "localfs or registry")
 	fl.StringVar(&backendConfig, "backend-config", "", `backend configuration as JSON, nydusd's "config" object`)
-	fl.StringVar(&mountPath, "mount-path", "", "directory to mount on (required)")
+	fl.StringVar(&backendConfigFile, "backend-config-file", "", "file holding the --backend-config JSON")
 	fl.StringVar(&cacheDir, "cache-dir", "", "chunk cache directory, kept across mounts (default: a temporary directory removed at exit)")
-	fl.BoolVar(&allowOther, "allow-other", false, "let other users access the mount, with kernel permission checks")
+	fl.BoolVar(&prefetch, "prefetch", false, "prefetch the prefetch table's files, or every chunk, in the background")
+	fl.IntVar(&prefetchWorkers, "prefetch-workers", 8, "backend requests in flight while prefetching")
+	fl.BoolVar(&hideXattrs, "hide-xattrs", false, "serve no extended attributes")
+	fl.StringVar(&platform, "platform", "", "platform of an index to mount (default: the host's linux/<arch>)")
+	fl.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for the --target registry")
+	fl.BoolVar(&opts.Registry.Insecure, "target-insecure", false, "skip TLS certificate verification for the --target registry")
+	fl.BoolVar(&opts.AllowOther, "allow-other", false, "let other users access the mount, with kernel permission checks")
+	fl.BoolVar(&asJSON, "json", false, `print events as JSON lines: "ready", "prefetched", "unmounted"`)
 	return cmd
 }
 
-func newMountBackend(typ, config string) (backend.Backend, error) {
-	var c mountBackendConfig
-	if config == "" {
-		return nil, errors.New("--backend-config is required")
+// writeEvent prints one JSON line: {"event": name, ...fields of v}.
+func writeEvent(w io.Writer, name string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		logrus.Warnf("encoding %s event: %v", name, err)
+		return
 	}
-	dec := json.NewDecoder(strings.NewReader(config))
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("parsing --backend-config: %w", err)
-	}
-	switch typ {
-	case "localfs":
-		if c.Dir == "" {
-			return nil, errors.New(`localfs backend needs {"dir": DIR}`)
-		}
-		return backend.NewLocalFS(c.Dir), nil
-	case "registry":
-		if c.Host == "" || c.Repo == "" {
-			return nil, errors.New(`registry backend needs {"host": HOST, "repo": REPO}`)
-		}
-		var opts []name.Option
-		switch c.Scheme {
-		case "http":
-			opts = append(opts, name.Insecure)
-		case "", "https":
-		default:
-			return nil, fmt.Errorf("registry scheme %q: want https or http", c.Scheme)
-		}
-		repo, err := name.NewRepository(c.Host+"/"+c.Repo, opts...)
-		if err != nil {
-			return nil, err
-		}
-		return backend.NewRegistry(repo, backend.WithKeychain(authn.DefaultKeychain))
-	}
-	return nil, fmt.Errorf("backend type %q: want localfs or registry", typ)
+	fields := map[string]json.RawMessage{}
+	json.Unmarshal(data, &fields)
+	fields["event"], _ = json.Marshal(name)
+	line, _ := json.Marshal(fields)
+	fmt.Fprintf(w, "%s\n", line)
 }

@@ -1,0 +1,113 @@
+package imagemount
+
+import (
+	"strings"
+	"testing"
+)
+
+// docExample is the configuration nydusd-config.md shows, as users have it.
+const docExample = `{
+  "device": {
+    "backend": {"type": "localfs", "config": {"dir": "image-store"}},
+    "cache": {"type": "blobcache", "config": {"work_dir": "cache"}}
+  },
+  "mode": "direct",
+  "digest_validate": false,
+  "iostats_files": false,
+  "enable_xattr": true,
+  "fs_prefetch": {"enable": false, "threads_count": 10}
+}`
+
+func TestParseConfigExample(t *testing.T) {
+	c, notes, err := ParseConfig([]byte(docExample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Backend:  BackendConfig{Type: "localfs", Dir: "image-store"},
+		CacheDir: "cache", Xattrs: true, Amplify: 1 << 20,
+		Prefetch: PrefetchConfig{Enable: false, Workers: 10, All: true},
+	}
+	if c != want {
+		t.Errorf("ParseConfig =\n%+v\nwant\n%+v", c, want)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "digest_validate") {
+		t.Errorf("notes = %q, want one about digest_validate", notes)
+	}
+}
+
+func TestParseConfigRegistry(t *testing.T) {
+	c, notes, err := ParseConfig([]byte(`{
+	  "device": {
+	    "id": "factory-1",
+	    "backend": {"type": "registry", "config": {"scheme": "http", "host": "127.0.0.1:5000", "repo": "app",
+	      "auth": "dXNlcjpwYXNz", "skip_verify": true, "timeout": 5, "retry_limit": 3,
+	      "proxy": {"url": "http://p:65001", "fallback": true}}},
+	    "cache": {"type": "dummycache"}
+	  },
+	  "mode": "cached", "amplify_io": 0, "iostats_files": true,
+	  "fs_prefetch": {"enable": true, "threads_count": 2, "prefetch_all": false, "merging_size": 131072}
+	}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Backend: BackendConfig{Type: "registry", Scheme: "http", Host: "127.0.0.1:5000", Repo: "app",
+			Auth: "dXNlcjpwYXNz", SkipVerify: true, TimeoutSeconds: 5},
+		Amplify:  0,
+		Prefetch: PrefetchConfig{Enable: true, Workers: 2, All: false},
+	}
+	if c != want {
+		t.Errorf("ParseConfig =\n%+v\nwant\n%+v", c, want)
+	}
+	// id, retry_limit, proxy, dummycache, iostats_files, merging_size.
+	joined := strings.Join(notes, "\n")
+	for _, w := range []string{"device.id", "retry_limit", "proxy", "dummycache", "iostats_files", "merging_size"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("no note about %s in:\n%s", w, joined)
+		}
+	}
+	if _, err := NewBackend(c.Backend); err != nil {
+		t.Errorf("NewBackend: %v", err)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tc := range []struct{ json, want string }{
+		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d", "dri": "x"}}}}`, `"device.backend.config.dri"`},
+		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d"}}}, "bogus": 1}`, `unknown key(s) "bogus"`},
+		{`{"device": {"backend": {"type": "s3", "config": {"bucket_name": "b"}}}}`, `"s3" is not supported yet`},
+		{`{"device": {"backend": {"type": "ftp", "config": {}}}}`, `"ftp" is unknown`},
+		{`{"device": {"backend": {"type": "localfs", "config": {}}}}`, `localfs needs "dir"`},
+		{`{"device": {"backend": {"type": "localfs", "config": {"blob_file": "/b"}}}}`, `blob_file: not supported`},
+		{`{"device": {"backend": {"type": "registry", "config": {"host": "h"}}}}`, `needs "host" and "repo"`},
+		{`{"device": {"backend": {"type": "registry", "config": {"host": "h", "repo": "r", "scheme": "ftp"}}}}`, `scheme "ftp"`},
+		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d"}}, "cache": {"type": "fscache"}}}`, `fscache`},
+		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d"}}, "cache": {"type": "blobcache"}}}`, `work_dir is required`},
+		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d"}}}, "enable_xattr": "yes"}`, `enable_xattr: want true or false`},
+		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d"}}}, "mode": "fast"}`, `mode "fast"`},
+		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d"}}}, "fs_prefetch": {"threads_count": 0}}`, `threads_count 0`},
+		{`{"mode": "direct"}`, `device is missing`},
+		{`[1, 2]`, `want a JSON object`},
+		{`{"device": {}} trailing`, `trailing data`},
+	} {
+		_, _, err := ParseConfig([]byte(tc.json))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseConfig(%s) = %v, want an error containing %q", tc.json, err, tc.want)
+		}
+	}
+}
+
+func TestParseBackendConfig(t *testing.T) {
+	b, _, err := ParseBackendConfig("localfs", []byte(`{"dir": "/blobs"}`))
+	if err != nil || b != (BackendConfig{Type: "localfs", Dir: "/blobs"}) {
+		t.Errorf("ParseBackendConfig = %+v, %v", b, err)
+	}
+	if _, _, err := ParseBackendConfig("registry", []byte(`{"host": "h", "repo": "r", "extra": 1}`)); err == nil ||
+		!strings.Contains(err.Error(), `"backend config.extra"`) {
+		t.Errorf("unknown key: %v", err)
+	}
+	if _, err := NewBackend(BackendConfig{Type: "registry", Host: "h", Repo: "r", Auth: "not base64!"}); err == nil {
+		t.Error("NewBackend accepted an auth that is not base64 user:password")
+	}
+}

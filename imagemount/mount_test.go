@@ -1,0 +1,179 @@
+package imagemount
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nydus-go/nydusify/internal/fstree"
+	"github.com/nydus-go/nydusify/internal/testenv"
+	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/rafs"
+	"github.com/nydus-go/nydusify/rafsbuild"
+)
+
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+}
+
+// build makes the fstree sample tree and builds it with 64 KiB chunks.
+func build(t *testing.T) (src, out string) {
+	t.Helper()
+	dir := t.TempDir()
+	src, out = filepath.Join(dir, "src"), filepath.Join(dir, "out")
+	if err := fstree.Make(src, fstree.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rafsbuild.BuildDir(context.Background(), src, out, "img",
+		rafsbuild.Options{Compressor: rafs.CompressZstd, ChunkSize: 0x10000}); err != nil {
+		t.Fatal(err)
+	}
+	return src, out
+}
+
+func start(t *testing.T, opts Options) *Mount {
+	t.Helper()
+	if opts.MountPath == "" {
+		opts.MountPath = t.TempDir()
+	}
+	m, err := Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+		requireUnmounted(t, opts.MountPath)
+	})
+	return m
+}
+
+func requireUnmounted(t *testing.T, dir string) {
+	t.Helper()
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	if strings.Contains(string(mounts), " "+dir+" ") {
+		t.Errorf("%s is still mounted", dir)
+	}
+}
+
+func requireSame(t *testing.T, want, got string) {
+	t.Helper()
+	diffs, err := treecmp.Compare(want, got, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffs {
+		t.Error(d)
+	}
+}
+
+// TestPrefetchThenOffline prefetches every chunk in the background, checks
+// the caches hold them all, then remounts with the same cache directory and
+// a backend that has no blobs: the whole tree still reads and equals the
+// source, so prefetch and the durable chunk map did their work.
+func TestPrefetchThenOffline(t *testing.T) {
+	requireFUSE(t)
+	src, out := build(t)
+	cache := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+	cfg.CacheDir = cache
+	cfg.Prefetch = PrefetchConfig{Enable: true, Workers: 3, All: true}
+	mnt := t.TempDir()
+	m, err := Start(context.Background(), Options{MountPath: mnt, Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := m.Info()
+	if info.Blobs != 1 || info.Inodes == 0 || info.Seconds <= 0 || info.CacheDir != cache || !strings.HasPrefix(info.Backend, "localfs:") {
+		t.Errorf("Info = %+v", info)
+	}
+	var res PrefetchResult
+	select {
+	case res = <-m.Prefetched():
+	case <-time.After(time.Minute):
+		t.Fatal("prefetch did not finish within a minute")
+	}
+	digests, _ := m.rd.ChunkDigests(0)
+	if res.Err != nil || res.Chunks != len(digests) || res.Files != 0 {
+		t.Errorf("prefetch = %+v, want all %d chunks", res, len(digests))
+	}
+	for i := range digests {
+		if !m.caches[0].Ready(i) {
+			t.Fatalf("chunk %d not cached after prefetch", i)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	requireUnmounted(t, mnt)
+
+	cfg.Backend.Dir = t.TempDir() // no blobs: every read must come from the cache
+	cfg.Prefetch.Enable = false
+	m2 := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	requireSame(t, src, m2.Info().MountPath)
+}
+
+// TestHideXattrs: with Xattrs off (nydusd's default without enable_xattr)
+// no file shows extended attributes; with it on, the source's show.
+func TestHideXattrs(t *testing.T) {
+	requireFUSE(t)
+	src, out := build(t)
+	var withXattr string
+	filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if n, _ := unix.Llistxattr(p, nil); n > 0 && withXattr == "" {
+			withXattr, _ = filepath.Rel(src, p)
+		}
+		return nil
+	})
+	if withXattr == "" {
+		t.Fatal("the sample tree has no file with xattrs")
+	}
+	for _, show := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+		cfg.Xattrs = show
+		m := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+		n, err := unix.Llistxattr(filepath.Join(m.Info().MountPath, withXattr), nil)
+		if err != nil || (n > 0) != show {
+			t.Errorf("Xattrs %v: listxattr of %s = %d, %v", show, withXattr, n, err)
+		}
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	_, out := build(t)
+	boot := filepath.Join(out, "img.meta")
+	cfg := DefaultConfig()
+	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{Bootstrap: boot, Config: cfg}, "no mount path"},
+		{Options{MountPath: t.TempDir(), Config: cfg}, "bootstrap file or a target"},
+		{Options{MountPath: t.TempDir(), Bootstrap: boot, Target: "x", Config: cfg}, "not both"},
+		{Options{MountPath: t.TempDir(), Bootstrap: boot}, "no backend"},
+		{Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "missing"), Config: cfg}, "opening bootstrap"},
+		{Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "img.meta.json"), Config: cfg}, "bootstrap"},
+		{Options{MountPath: t.TempDir(), Target: "oci:" + t.TempDir(), Config: cfg}, ""},
+	} {
+		m, err := Start(context.Background(), tc.opts)
+		if err == nil {
+			m.Close()
+			t.Errorf("Start(%+v) succeeded", tc.opts)
+		} else if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Start(%+v) = %v, want %q", tc.opts, err, tc.want)
+		}
+	}
+}
