@@ -13,7 +13,13 @@
 //     target, xattrs, content digest, hardlink groups and mtime.
 //
 // No root and no mount are needed: the trust chain is manifest digest →
-// layer digests → bootstrap → chunk digests.
+// layer digests → bootstrap → chunk digests. With Options.Mount (the CLI's
+// check --mount) the filesystem rule reads the Nydus tree instead through a
+// real read-only FUSE mount of the image (rafsfs over blobcache, mounted in
+// the work directory and unmounted before Check returns), with lstat,
+// readlink, the xattr calls and read only: what a container would see. That
+// needs root and /dev/fuse; a chunk failing its digest reads as EIO there,
+// and the file is reported unreadable.
 package checker
 
 import (
@@ -24,9 +30,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -58,6 +66,13 @@ type Options struct {
 	// WorkDir receives the bootstrap and blobs while checking; a fresh
 	// directory below it is removed at the end. Default: the OS temp dir.
 	WorkDir string
+	// Mount makes the filesystem rule read the Nydus tree through a FUSE
+	// mount of the image rather than through the RAFS reader. It needs a
+	// Source, root and /dev/fuse.
+	Mount bool
+	// Logger receives, with Mount, the cause of every EIO the mount returns
+	// (such as a chunk failing its digest). Nil discards.
+	Logger *log.Logger
 }
 
 // Problem is one difference or defect.
@@ -92,19 +107,29 @@ type Report struct {
 	Source   string    `json:"source,omitempty"`
 	Rules    []string  `json:"rules_run"`
 	Files    int       `json:"files_compared"`
+	Mounted  bool      `json:"mounted"` // the filesystem rule read a FUSE mount of the image
 	Problems []Problem `json:"problems"`
 	OK       bool      `json:"ok"`
 }
 
 // Check runs the rules. The error is for failures to check at all (an image
-// that cannot be fetched); differences and defects go into the report.
+// that cannot be fetched, a mount that cannot be made); differences and
+// defects go into the report.
 func Check(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Mount {
+		if opts.Source == "" {
+			return nil, errors.New("--mount needs --source: it applies to the filesystem rule, which compares with the source")
+		}
+		if err := checkMountable(); err != nil {
+			return nil, err
+		}
+	}
 	rep := &Report{Target: opts.Target, Source: opts.Source, Problems: []Problem{}}
 	work, err := os.MkdirTemp(opts.WorkDir, "nydusify-check-")
 	if err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
-	defer os.RemoveAll(work)
+	defer os.RemoveAll(work) // last: readMounted has unmounted by then
 
 	target, err := openImage(ctx, opts.Target, opts.TargetRegistry, opts.Platform)
 	if err != nil {
@@ -148,19 +173,32 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		got, unreadable, err := readRafs(ctx, rd, blobs)
-		if err != nil {
-			problem(RuleBootstrap, "walking the tree: %v", err)
+		var got map[string]*file
+		var unreadable map[string]string
+		switch {
+		case !opts.Mount:
+			if got, unreadable, err = readRafs(ctx, rd, blobs); err != nil {
+				problem(RuleBootstrap, "walking the tree: %v", err)
+			}
+		case slices.Contains(blobs, nil):
+			problem(RuleFilesystem, "not compared: the image cannot be mounted without all its blobs (see the bootstrap problems)")
+		default:
+			rep.Mounted = true
+			if got, unreadable, err = readMounted(ctx, work, rd, opts.Logger); err != nil {
+				return nil, fmt.Errorf("reading the image through a FUSE mount: %w", err)
+			}
 		}
-		ignore := map[string]bool{}
-		for _, x := range opts.IgnoreXattrs {
-			ignore[x] = true
+		if got != nil {
+			ignore := map[string]bool{}
+			for _, x := range opts.IgnoreXattrs {
+				ignore[x] = true
+			}
+			rep.Files = len(want)
+			for _, p := range sortedKeys(unreadable) {
+				rep.Problems = append(rep.Problems, Problem{Rule: RuleFilesystem, Path: p, Message: "cannot read " + unreadable[p]})
+			}
+			rep.Problems = append(rep.Problems, compareTrees(want, got, ignore)...)
 		}
-		rep.Files = len(want)
-		for _, p := range sortedKeys(unreadable) {
-			rep.Problems = append(rep.Problems, Problem{Rule: RuleFilesystem, Path: p, Message: "cannot read content: " + unreadable[p]})
-		}
-		rep.Problems = append(rep.Problems, compareTrees(want, got, ignore)...)
 	}
 	rep.OK = len(rep.Problems) == 0
 	return rep, nil

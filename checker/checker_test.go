@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,63 +101,81 @@ func push(t testing.TB, host, repo string, img v1.Image) string {
 	return ref.String()
 }
 
-// TestCheck: a converted image passes; compared with sources that differ
-// in mode, content, presence and xattrs, every difference is named; bytes
-// flipped in a stored blob make the affected file fail.
-func TestCheck(t *testing.T) {
+// fixture is a source image in a fresh registry and its Nydus conversion.
+type fixture struct {
+	host, storage string // registry address and storage root
+	src, target   string // references of the source and the Nydus image
+}
+
+var ropts = imageref.RegistryOptions{PlainHTTP: true}
+
+// converted pushes image(t, nil) to a fresh registry and converts it.
+func converted(t *testing.T) fixture {
+	t.Helper()
 	host, storage := testenv.StartRegistryStorage(t)
-	ropts := imageref.RegistryOptions{PlainHTTP: true}
-	src := push(t, host, "src/app:v1", image(t, nil))
-	target := host + "/nydus/app:v1"
+	fx := fixture{host: host, storage: storage, src: push(t, host, "src/app:v1", image(t, nil)), target: host + "/nydus/app:v1"}
 	if _, err := converter.Convert(context.Background(), converter.Options{
-		Source: src, Target: target, SourceRegistry: ropts, TargetRegistry: ropts,
+		Source: fx.src, Target: fx.target, SourceRegistry: ropts, TargetRegistry: ropts,
 		Build: rafsbuild.Options{Compressor: rafs.CompressZstd},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	check := func(source string) *checker.Report {
-		t.Helper()
-		rep, err := checker.Check(context.Background(), checker.Options{
-			Target: target, Source: source, SourceRegistry: ropts, TargetRegistry: ropts, WorkDir: t.TempDir(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep
-	}
-	if rep := check(src); !rep.OK || len(rep.Rules) != 3 || rep.Files < 7 {
-		t.Fatalf("good image: ok=%v rules=%v files=%d problems=%v", rep.OK, rep.Rules, rep.Files, rep.Problems)
-	}
+	return fx
+}
 
-	tampered := push(t, host, "src/tampered:v1", image(t, func(es []entry) []entry {
+// check runs checker.Check on target against source with opts' Mount and
+// Logger, in a work directory of its own, and fails the test on an error.
+func check(t *testing.T, target, source string, opts checker.Options) *checker.Report {
+	t.Helper()
+	opts.Target, opts.Source, opts.SourceRegistry, opts.TargetRegistry = target, source, ropts, ropts
+	opts.WorkDir = t.TempDir()
+	rep, err := checker.Check(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// pushTampered pushes a source that differs from image(t, nil) in mode,
+// xattrs, content and presence, and returns it with the path → field of
+// each difference a check against it must name.
+func pushTampered(t *testing.T, host string) (string, map[string]string) {
+	t.Helper()
+	ref := push(t, host, "src/tampered:v1", image(t, func(es []entry) []entry {
 		es[1].mode = 0o600                   // etc/conf: mode
 		es[2].xattrs["user.extra"] = "added" // etc/x: extra xattr
 		es[3].body = es[3].body[:len(es[3].body)-1] + "!"
 		return append(es, reg("etc/only-in-source", "x", 0o644))
 	}))
-	rep := check(tampered)
-	want := map[string]string{
+	return ref, map[string]string{
 		"/etc/conf": "mode", "/etc/x": "xattr:user.extra", "/bin/tool": "content",
 		"/bin/alias": "content", "/etc/only-in-source": "presence",
 	}
+}
+
+// missing returns the entries of want that no problem of rep names.
+func missing(rep *checker.Report, want map[string]string) map[string]string {
+	left := maps.Clone(want)
 	for _, p := range rep.Problems {
-		if want[p.Path] == p.Field {
-			delete(want, p.Path)
+		if left[p.Path] == p.Field {
+			delete(left, p.Path)
 		}
 	}
-	if rep.OK || len(want) != 0 {
-		t.Errorf("tampered source: missing %v among %v", want, rep.Problems)
-	}
+	return left
+}
 
-	// Flip a byte inside the first chunk of the stored data blob.
-	tref, _ := name.ParseReference(target, name.Insecure)
+// flipBlobByte flips a byte inside the first chunk of the Nydus image's data
+// blob, in the registry's storage.
+func flipBlobByte(t *testing.T, fx fixture) {
+	t.Helper()
+	tref, _ := name.ParseReference(fx.target, name.Insecure)
 	img, err := remote.Image(tref)
 	if err != nil {
 		t.Fatal(err)
 	}
 	layers, _ := img.Layers()
 	d, _ := layers[0].Digest()
-	blob := filepath.Join(storage, "docker/registry/v2/blobs/sha256", d.Hex[:2], d.Hex, "data")
+	blob := filepath.Join(fx.storage, "docker/registry/v2/blobs/sha256", d.Hex[:2], d.Hex, "data")
 	data, err := os.ReadFile(blob)
 	if err != nil {
 		t.Fatal(err)
@@ -165,14 +184,37 @@ func TestCheck(t *testing.T) {
 	if err := os.WriteFile(blob, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rep = check(src)
-	named := false
+}
+
+// unreadable returns the paths rep reports as unreadable, with messages.
+func unreadable(rep *checker.Report) map[string]string {
+	out := map[string]string{}
 	for _, p := range rep.Problems {
-		if p.Rule == checker.RuleFilesystem && strings.HasPrefix(p.Message, "cannot read content") {
-			named = true
+		if p.Rule == checker.RuleFilesystem && strings.HasPrefix(p.Message, "cannot read") {
+			out[p.Path] = p.Message
 		}
 	}
-	if rep.OK || !named {
+	return out
+}
+
+// TestCheck: a converted image passes; compared with sources that differ
+// in mode, content, presence and xattrs, every difference is named; bytes
+// flipped in a stored blob make the affected files fail.
+func TestCheck(t *testing.T) {
+	fx := converted(t)
+	if rep := check(t, fx.target, fx.src, checker.Options{}); !rep.OK || len(rep.Rules) != 3 || rep.Files < 7 || rep.Mounted {
+		t.Fatalf("good image: ok=%v rules=%v files=%d mounted=%v problems=%v", rep.OK, rep.Rules, rep.Files, rep.Mounted, rep.Problems)
+	}
+
+	tampered, want := pushTampered(t, fx.host)
+	if rep := check(t, fx.target, tampered, checker.Options{}); rep.OK || len(missing(rep, want)) != 0 {
+		t.Errorf("tampered source: missing %v among %v", missing(rep, want), rep.Problems)
+	}
+
+	flipBlobByte(t, fx)
+	rep := check(t, fx.target, fx.src, checker.Options{})
+	bad := unreadable(rep)
+	if rep.OK || bad["/bin/tool"] == "" || bad["/bin/alias"] == "" {
 		t.Errorf("corrupted blob: ok=%v problems=%v", rep.OK, rep.Problems)
 	}
 }

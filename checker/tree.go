@@ -32,6 +32,21 @@ type file struct {
 	synthetic bool   // a parent no entry described: only its type counts
 }
 
+// newFile starts the description of a path of the Nydus tree from its full
+// st_mode (type and permission bits), owner and mtime, as both the bootstrap
+// and a mount of it give them; the caller fills in the rest.
+func newFile(mode, uid, gid uint32, sec, nsec int64) *file {
+	return &file{typ: typeOfMode(mode), mode: mode & 0o7777, uid: uid, gid: gid, mtime: fmt.Sprintf("%d.%09d", sec, nsec)}
+}
+
+// setXattr records xattr name of f.
+func (f *file) setXattr(name, value string) {
+	if f.xattrs == nil {
+		f.xattrs = map[string]string{}
+	}
+	f.xattrs[name] = value
+}
+
 func typeOfMode(m uint32) string {
 	switch m & rafs.ModeFmt {
 	case rafs.ModeReg:
@@ -189,74 +204,107 @@ func tarFile(h *tar.Header, r io.Reader) (*file, error) {
 	}
 	for k, v := range h.PAXRecords {
 		if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
-			if f.xattrs == nil {
-				f.xattrs = map[string]string{}
-			}
-			f.xattrs[name] = v
+			f.setXattr(name, v)
 		}
 	}
 	return f, nil
+}
+
+// nydusTree collects the Nydus tree for compareTrees, from the bootstrap
+// (readRafs) or from a mount of the image (readMounted). A regular file is
+// read once per inode: its other paths get a copy of the first path's
+// description, and together they form a hardlink group.
+type nydusTree struct {
+	files      map[string]*file
+	unreadable map[string]string   // path → what could not be read, and why
+	inodes     map[uint64][]string // inode of a regular file → its paths
+}
+
+func newNydusTree() *nydusTree {
+	return &nydusTree{files: map[string]*file{}, unreadable: map[string]string{}, inodes: map[uint64][]string{}}
+}
+
+// sameInode records p as a path of the regular file with inode ino. When
+// another path of ino came first, p gets a copy of its description (and of
+// its unreadable entry) and sameInode returns true: nothing is left to read.
+func (t *nydusTree) sameInode(p string, ino uint64) bool {
+	others := t.inodes[ino]
+	t.inodes[ino] = append(others, p)
+	if len(others) == 0 {
+		return false
+	}
+	cp := *t.files[others[0]]
+	t.files[p] = &cp
+	if msg, ok := t.unreadable[others[0]]; ok {
+		t.unreadable[p] = msg
+	}
+	return true
+}
+
+// cannotRead records in unreadable that what (such as "content") of path p
+// could not be read.
+func (t *nydusTree) cannotRead(p, what string, err error) {
+	msg := what + ": " + err.Error()
+	if prev, ok := t.unreadable[p]; ok {
+		msg = prev + "; " + msg
+	}
+	t.unreadable[p] = msg
+}
+
+// done links the paths of each inode seen more than once and returns the
+// path → file map and the unreadable paths.
+func (t *nydusTree) done() (map[string]*file, map[string]string) {
+	for ino, ps := range t.inodes {
+		if len(ps) > 1 {
+			for _, p := range ps {
+				t.files[p].link = fmt.Sprint(ino)
+			}
+		}
+	}
+	return t.files, t.unreadable
 }
 
 // readRafs walks a bootstrap, reading every regular file's content through
 // the blobs (each chunk verified), into a path → file map. A file whose data
 // cannot be read is reported in unreadable and kept without a digest.
 func readRafs(ctx context.Context, rd *rafs.Reader, blobs []*rafs.BlobReader) (map[string]*file, map[string]string, error) {
-	tree := map[string]*file{}
-	unreadable := map[string]string{}
-	paths := map[uint64][]string{} // nid of a regular file → its paths
+	t := newNydusTree()
 	err := rd.Walk(func(p string, n *rafs.Node) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ino := n.Inode
-		f := &file{
-			typ: typeOfMode(uint32(ino.Mode)), mode: uint32(ino.Mode) & 0o7777, uid: ino.UID, gid: ino.GID,
-			mtime: fmt.Sprintf("%d.%09d", ino.Mtime, ino.MtimeNsec),
+		if n.Type() == rafs.ModeReg && t.sameInode(p, n.Nid) {
+			return nil
 		}
+		ino := n.Inode
+		f := newFile(uint32(ino.Mode), ino.UID, ino.GID, int64(ino.Mtime), int64(ino.MtimeNsec))
 		for _, x := range n.Xattrs {
-			if f.xattrs == nil {
-				f.xattrs = map[string]string{}
-			}
-			f.xattrs[x.Name] = string(x.Value)
+			f.setXattr(x.Name, string(x.Value))
 		}
 		switch n.Type() {
 		case rafs.ModeReg:
 			f.size = ino.Size
-			if others := paths[n.Nid]; len(others) > 0 {
-				cp := *tree[others[0]] // another path of the same inode: read once
-				tree[p] = &cp
-				paths[n.Nid] = append(others, p)
-				return nil
-			}
-			paths[n.Nid] = []string{p}
 			h := sha256.New()
 			if err := rd.CopyFile(h, n, blobs); err != nil {
-				unreadable[p] = err.Error()
+				t.cannotRead(p, "content", err)
 			} else {
 				f.digest = hex.EncodeToString(h.Sum(nil))
 			}
 		case rafs.ModeLnk:
-			t, err := rd.Readlink(n)
+			target, err := rd.Readlink(n)
 			if err != nil {
 				return err
 			}
-			f.target, f.size = t, uint64(len(t))
+			f.target, f.size = target, uint64(len(target))
 		case rafs.ModeChr, rafs.ModeBlk:
 			major, minor := rafs.DecodeRdev(ino.U)
 			f.rdev = fmt.Sprintf("%d:%d", major, minor)
 		}
-		tree[p] = f
+		t.files[p] = f
 		return nil
 	})
-	for nid, ps := range paths {
-		if len(ps) > 1 {
-			for _, p := range ps {
-				tree[p].link = fmt.Sprint(nid)
-			}
-		}
-	}
-	return tree, unreadable, err
+	files, unreadable := t.done()
+	return files, unreadable, err
 }
 
 // compareTrees lists every difference between the source tree (want) and

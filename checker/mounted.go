@@ -1,0 +1,249 @@
+package checker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/nydus-go/nydusify/backend"
+	"github.com/nydus-go/nydusify/blobcache"
+	"github.com/nydus-go/nydusify/rafs"
+	"github.com/nydus-go/nydusify/rafsfs"
+)
+
+// checkMountable says why Options.Mount cannot work in this process, if it
+// cannot: rafsfs calls mount(2) itself.
+func checkMountable() error {
+	if uid := os.Geteuid(); uid != 0 {
+		return fmt.Errorf("--mount needs root and /dev/fuse: running as uid %d", uid)
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("--mount needs root and /dev/fuse: %w", err)
+	}
+	return nil
+}
+
+// readMounted mounts the image with mountImage, describes the mounted tree
+// with walkMounted, and unmounts it before returning, whatever happened. The
+// error is for failures to mount, unmount or finish the walk; what cannot be
+// read through the mount goes into unreadable.
+func readMounted(ctx context.Context, work string, rd *rafs.Reader, logger *log.Logger) (_ map[string]*file, _ map[string]string, err error) {
+	mnt, release, err := mountImage(ctx, work, rd, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { err = errors.Join(err, release()) }()
+	return walkMounted(ctx, mnt)
+}
+
+// mountImage mounts the image rd describes read-only with rafsfs at
+// work/mnt, its chunks fetched from the blobs loadBootstrap downloaded into
+// work (files named by blob id) and cached in work/cache. release unmounts it
+// and closes the caches.
+func mountImage(ctx context.Context, work string, rd *rafs.Reader, logger *log.Logger) (mnt string, release func() error, err error) {
+	be := backend.NewLocalFS(work)
+	var caches []*blobcache.Cache
+	closeAll := func() {
+		for _, c := range caches {
+			c.Close()
+		}
+		be.Close()
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	for i, e := range rd.Blobs {
+		digests, err := rd.ChunkDigests(i)
+		if err != nil {
+			return "", nil, fmt.Errorf("blob %s: %w", e.BlobID, err)
+		}
+		c, err := blobcache.Open(ctx, filepath.Join(work, "cache"), be, e, digests, blobcache.Options{Logger: logger})
+		if err != nil {
+			return "", nil, fmt.Errorf("opening the chunk cache of blob %s: %w", e.BlobID, err)
+		}
+		caches = append(caches, c)
+	}
+	mnt = filepath.Join(work, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		return "", nil, fmt.Errorf("creating the mount point: %w", err)
+	}
+	srv, err := rafsfs.Mount(mnt, rd, caches, rafsfs.Options{Logger: logger})
+	if err != nil {
+		return "", nil, err
+	}
+	return mnt, func() error {
+		defer closeAll()
+		return unmount(srv, mnt)
+	}, nil
+}
+
+// unmount unmounts mnt and waits until srv has stopped serving it. When the
+// mount is busy (another process has a file or its working directory in it),
+// it is detached lazily instead, so nothing stays mounted below the work
+// directory that is removed next; srv then stops once the last user is gone.
+func unmount(srv *fuse.Server, mnt string) error {
+	err := srv.Unmount()
+	if err == nil {
+		return nil
+	}
+	if derr := unix.Unmount(mnt, unix.MNT_DETACH); derr != nil {
+		return fmt.Errorf("unmounting %s: %w (lazy unmount: %v)", mnt, err, derr)
+	}
+	return nil
+}
+
+// walkMounted describes every path below root, a mounted image, with
+// lstat(2), readlink(2), the xattr calls and read(2) only, in the shape
+// readRafs gives: inode numbers stand in for nids. A path, directory listing,
+// xattr, symlink target or content that cannot be read is recorded in
+// unreadable and the walk goes on; the error is only the context's.
+func walkMounted(ctx context.Context, root string) (map[string]*file, map[string]string, error) {
+	w := &mountWalker{ctx: ctx, root: root, tree: newNydusTree(), buf: make([]byte, 1<<20)}
+	err := w.visit("/")
+	files, unreadable := w.tree.done()
+	return files, unreadable, err
+}
+
+type mountWalker struct {
+	ctx  context.Context
+	root string
+	tree *nydusTree
+	buf  []byte // for reading contents
+}
+
+// visit describes path p (relative to the mount, "/"-rooted) and, for a
+// directory, everything below it.
+func (w *mountWalker) visit(p string) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	abs := filepath.Join(w.root, p)
+	var st unix.Stat_t
+	if err := unix.Lstat(abs, &st); err != nil {
+		w.tree.cannotRead(p, "metadata", err)
+		return nil
+	}
+	typ := st.Mode & unix.S_IFMT
+	if typ == unix.S_IFREG && st.Nlink > 1 && w.tree.sameInode(p, st.Ino) {
+		return nil
+	}
+	sec, nsec := st.Mtim.Unix()
+	f := newFile(st.Mode, st.Uid, st.Gid, sec, nsec)
+	if err := readXattrs(abs, f); err != nil {
+		w.tree.cannotRead(p, "xattrs", err)
+	}
+	w.tree.files[p] = f
+	switch typ {
+	case unix.S_IFREG:
+		f.size = uint64(st.Size)
+		if digest, err := w.hash(abs); err != nil {
+			w.tree.cannotRead(p, "content", err)
+		} else {
+			f.digest = digest
+		}
+	case unix.S_IFLNK:
+		f.size = uint64(st.Size)
+		target, err := os.Readlink(abs)
+		if err != nil {
+			w.tree.cannotRead(p, "symlink target", stripPath(err))
+		}
+		f.target = target
+	case unix.S_IFCHR, unix.S_IFBLK:
+		f.rdev = fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
+	case unix.S_IFDIR:
+		ents, err := os.ReadDir(abs)
+		if err != nil {
+			w.tree.cannotRead(p, "directory", stripPath(err))
+		}
+		for _, e := range ents { // those read before an error too
+			if err := w.visit(path.Join(p, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// hash returns the hex sha256 of the content of the regular file abs.
+func (w *mountWalker) hash(abs string) (string, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return "", stripPath(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, w.buf); err != nil {
+		return "", stripPath(err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// stripPath drops the mount's absolute path from err, which the problem
+// already names relative to the image root: "read: input/output error".
+func stripPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
+}
+
+// readXattrs adds the xattrs of abs, not following a symlink, to f. A name
+// listed but without data reads as absent: the kernel refuses user.* xattrs
+// on anything but regular files and directories with ENODATA, as it would
+// on any mount of the image.
+func readXattrs(abs string, f *file) error {
+	list, err := xattrCall(func(b []byte) (int, error) { return unix.Llistxattr(abs, b) })
+	if err != nil {
+		return fmt.Errorf("listing: %w", err)
+	}
+	for _, name := range strings.Split(string(list), "\x00") {
+		if name == "" {
+			continue
+		}
+		v, err := xattrCall(func(b []byte) (int, error) { return unix.Lgetxattr(abs, name, b) })
+		if errors.Is(err, unix.ENODATA) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		f.setXattr(name, string(v))
+	}
+	return nil
+}
+
+// xattrCall sizes the buffer with a zero-length call, then makes the call,
+// again if the value grew in between (ERANGE).
+func xattrCall(call func([]byte) (int, error)) ([]byte, error) {
+	for range 8 {
+		n, err := call(nil)
+		if err != nil || n == 0 {
+			return nil, err
+		}
+		buf := make([]byte, n)
+		n, err = call(buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+	return nil, unix.ERANGE
+}
