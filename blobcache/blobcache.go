@@ -339,7 +339,7 @@ func (c *Cache) fetchRun(ctx context.Context, run []*fetch) {
 			f.err = c.commit(f.i, raw[off:off+uint64(ch.CompressedSize)])
 		}
 		if f.err != nil {
-			c.logger.Printf("blobcache: %v", f.err)
+			c.logger.Printf("%v", f.err)
 		}
 	}
 	c.mu.Lock()

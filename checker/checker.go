@@ -23,7 +23,6 @@
 package checker
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -285,7 +284,7 @@ func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, pr
 func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(string, string, ...any)) (*rafs.Reader, []*rafs.BlobReader, error) {
 	bootLayer := layers[len(layers)-1]
 	bootPath := filepath.Join(work, "image.boot")
-	diffID, err := extractBootstrap(bootLayer, bootPath)
+	diffID, err := packer.ExtractBootstrap(bootLayer, bootPath)
 	if err != nil {
 		problem(RuleBootstrap, "extracting %s: %v", packer.BootstrapName, err)
 		return nil, nil, nil
@@ -346,50 +345,6 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 		blobs[i] = br
 	}
 	return rd, blobs, nil
-}
-
-// extractBootstrap writes image/image.boot of the bootstrap layer to path
-// and returns the sha256 of the layer's uncompressed tar.
-func extractBootstrap(l v1.Layer, path string) (string, error) {
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	tr := tar.NewReader(io.TeeReader(rc, h))
-	found := false
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return "", err
-		}
-		if hdr.Name != packer.BootstrapName {
-			continue
-		}
-		f, err := os.Create(path)
-		if err != nil {
-			return "", err
-		}
-		_, err = io.Copy(f, tr)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return "", err
-		}
-		found = true
-	}
-	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return "", err
-	}
-	if !found {
-		return "", errors.New("no " + packer.BootstrapName + " in the bootstrap layer")
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // fetchBlob downloads a blob layer and opens it with the chunk digests of
