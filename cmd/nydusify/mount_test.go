@@ -2,17 +2,25 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/nydus-go/nydusify/internal/fstree"
+	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/internal/treetar"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
 
@@ -20,12 +28,7 @@ import (
 // the mount with the source tree, then cancels the command's context (what
 // SIGINT does) and checks that it unmounts and returns nil.
 func TestMountCmd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for mount(2) (DirectMount without fusermount)")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
+	requireFUSE(t)
 	dir := t.TempDir()
 	src, out, mnt := filepath.Join(dir, "src"), filepath.Join(dir, "out"), filepath.Join(dir, "mnt")
 	if err := fstree.Make(src, fstree.Options{}); err != nil {
@@ -77,5 +80,180 @@ func TestMountCmd(t *testing.T) {
 	mounts, _ := os.ReadFile("/proc/self/mounts")
 	if strings.Contains(string(mounts), " "+mnt+" ") {
 		t.Errorf("%s is still mounted", mnt)
+	}
+}
+
+// mountProc is a `nydusify mount --json` child process.
+type mountProc struct {
+	cmd    *exec.Cmd
+	events *bufio.Scanner
+	stderr *bytes.Buffer
+}
+
+// startMount runs the binary's mount command and waits for its ready event.
+func startMount(t *testing.T, args ...string) (*mountProc, map[string]any) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"mount", "--json"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &mountProc{cmd: cmd, events: bufio.NewScanner(stdout), stderr: &bytes.Buffer{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	ev := p.next(t)
+	if ev["event"] != "ready" {
+		t.Fatalf("first event %v, want ready; stderr:\n%s", ev, p.stderr)
+	}
+	return p, ev
+}
+
+// next reads one JSON event line.
+func (p *mountProc) next(t *testing.T) map[string]any {
+	t.Helper()
+	if !p.events.Scan() {
+		p.cmd.Wait()
+		t.Fatalf("mount printed no further event; stderr:\n%s", p.stderr)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(p.events.Bytes(), &ev); err != nil {
+		t.Fatalf("event %q: %v", p.events.Bytes(), err)
+	}
+	return ev
+}
+
+// stop sends SIGINT, as a user's ^C, and requires the unmounted event, a
+// zero exit and the mount gone.
+func (p *mountProc) stop(t *testing.T, mnt string) {
+	t.Helper()
+	p.cmd.Process.Signal(os.Interrupt)
+	if ev := p.next(t); ev["event"] != "unmounted" {
+		t.Errorf("event after SIGINT %v, want unmounted", ev)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("mount exited with %v; stderr:\n%s", err, p.stderr)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	if strings.Contains(string(mounts), " "+mnt+" ") {
+		t.Errorf("%s is still mounted", mnt)
+	}
+}
+
+func requireFUSE(t *testing.T) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+}
+
+// TestMountRegistryTarget converts the sample tree into a real registry
+// with the CLI, mounts the image by reference with prefetch, compares the
+// mounted tree with the source, waits for the prefetch to finish and stops
+// the mount with SIGINT.
+func TestMountRegistryTarget(t *testing.T) {
+	requireFUSE(t)
+	host := testenv.StartRegistry(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := fstree.Make(src, fstree.Options{Root: true}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := treetar.Image(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcRef, _ := name.ParseReference(host+"/sample:v1", name.Insecure)
+	if err := remote.Write(srcRef, img); err != nil {
+		t.Fatal(err)
+	}
+	target := host + "/sample:v1-nydus"
+	if r := run(t, nil, "convert", "--source", srcRef.String(), "--target", target, "--plain-http", "--compressor", "lz4_block"); r.code != 0 {
+		t.Fatalf("convert: %s", r.stderr)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	p, ready := startMount(t, "--target", target, "--plain-http", "--mount-path", mnt, "--prefetch", "--prefetch-workers", "2")
+	if ready["mount_path"] != mnt || ready["blobs"] != 1.0 || !strings.HasPrefix(ready["backend"].(string), "registry:"+host) {
+		t.Errorf("ready event %v", ready)
+	}
+	diffs, err := treecmp.Compare(src, mnt, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
+	if err != nil {
+		t.Error(err)
+	}
+	for _, d := range diffs {
+		t.Error(d)
+	}
+	if ev := p.next(t); ev["event"] != "prefetched" || ev["error"] != nil {
+		t.Errorf("event %v, want prefetched without error", ev)
+	}
+	p.stop(t, mnt)
+}
+
+// TestMountConfig mounts with a nydusd JSON configuration (localfs backend,
+// blobcache work_dir, enable_xattr) and rejects a configuration with a key
+// nydusd does not know, naming it.
+func TestMountConfig(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	src, out, mnt, cache := filepath.Join(dir, "src"), filepath.Join(dir, "out"), filepath.Join(dir, "mnt"), filepath.Join(dir, "cache")
+	if err := fstree.Make(src, fstree.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, nil, "build", "--source-dir", src, "--output-dir", out, "--name", "img"); r.code != 0 {
+		t.Fatalf("build: %s", r.stderr)
+	}
+	os.Mkdir(mnt, 0o755)
+	cfg := filepath.Join(dir, "nydusd.json")
+	conf := fmt.Sprintf(`{"device": {"backend": {"type": "localfs", "config": {"dir": %q}},
+	  "cache": {"type": "blobcache", "config": {"work_dir": %q}}},
+	  "mode": "direct", "digest_validate": true, "enable_xattr": true, "iostats_files": true}`, out, cache)
+	os.WriteFile(cfg, []byte(conf), 0o644)
+	p, ready := startMount(t, "--config", cfg, "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt)
+	if ready["cache_dir"] != cache {
+		t.Errorf("ready event %v, want cache %s", ready, cache)
+	}
+	diffs, err := treecmp.Compare(src, mnt, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
+	if err != nil {
+		t.Error(err)
+	}
+	for _, d := range diffs {
+		t.Error(d)
+	}
+	p.stop(t, mnt)
+	if !strings.Contains(p.stderr.String(), "iostats_files: not supported, ignored") {
+		t.Errorf("no note about the ignored key; stderr:\n%s", p.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(cache)); err != nil {
+		t.Errorf("the work_dir cache was not kept: %v", err)
+	}
+
+	os.WriteFile(cfg, []byte(strings.Replace(conf, `"mode"`, `"moed"`, 1)), 0o644)
+	r := run(t, nil, "mount", "--config", cfg, "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt)
+	if r.code == 0 || !strings.Contains(r.stderr, `unknown key(s) "moed"`) || strings.Contains(r.stderr, "panic") {
+		t.Errorf("bad config: exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta")}, "--mount-path"},
+		{[]string{"mount", "--mount-path", mnt}, "one of --target and --bootstrap"},
+		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt}, "needs a backend"},
+		{[]string{"mount", "--target", "oci:" + filepath.Join(dir, "none"), "--mount-path", mnt}, "none"},
+		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt, "--backend-type", "s3", "--backend-config", "{}"}, `"s3" is not supported yet`},
+	} {
+		r := run(t, nil, c.args...)
+		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "panic") {
+			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", c.args, r.code, r.stderr, c.want)
+		}
 	}
 }

@@ -13,10 +13,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 )
 
@@ -139,4 +145,29 @@ func WriteGzipFile(path, root string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// Image returns a one-layer OCI image (linux, the host's architecture)
+// whose gzip layer is the tree under dir, streamed afresh on every read.
+func Image(dir string) (v1.Image, error) {
+	opener := func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(Write(pw, dir)) }()
+		return pr, nil
+	}
+	layer, err := tarball.LayerFromOpener(opener, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, err
+	}
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	img, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
+	return mutate.ConfigFile(img, cfg)
 }

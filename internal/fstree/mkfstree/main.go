@@ -7,16 +7,11 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"runtime"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/treetar"
@@ -51,26 +46,8 @@ func writeImage(dir, ref string) error {
 	if !ok || path == "" || tag == "" {
 		return fmt.Errorf("-oci wants LAYOUT:TAG, got %q", ref)
 	}
-	opener := func() (io.ReadCloser, error) {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(treetar.Write(pw, dir)) }()
-		return pr, nil
-	}
-	layer, err := tarball.LayerFromOpener(opener, tarball.WithMediaType(types.OCILayer))
+	img, err := treetar.Image(dir)
 	if err != nil {
-		return err
-	}
-	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	img, err := mutate.AppendLayers(base, layer)
-	if err != nil {
-		return err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		return err
 	}
 	lp, err := layout.Write(path, empty.Index)
