@@ -130,13 +130,13 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer os.RemoveAll(work) // last: readMounted has unmounted by then
 
-	target, err := openImage(ctx, opts.Target, opts.TargetRegistry, opts.Platform)
+	target, err := imageref.OpenImage(ctx, opts.Target, opts.TargetRegistry, opts.Platform)
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}
 	var source *imageref.PlatformImage
 	if opts.Source != "" {
-		if source, err = openImage(ctx, opts.Source, opts.SourceRegistry, opts.Platform); err != nil {
+		if source, err = imageref.OpenImage(ctx, opts.Source, opts.SourceRegistry, opts.Platform); err != nil {
 			return nil, fmt.Errorf("source: %w", err)
 		}
 	}
@@ -183,7 +183,7 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 			problem(RuleFilesystem, "not compared: the image cannot be mounted without all its blobs (see the bootstrap problems)")
 		default:
 			rep.Mounted = true
-			if got, unreadable, err = readMounted(ctx, work, rd, opts.Logger); err != nil {
+			if got, unreadable, err = readMounted(ctx, work, opts.Logger); err != nil {
 				return nil, fmt.Errorf("reading the image through a FUSE mount: %w", err)
 			}
 		}
@@ -210,29 +210,6 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-func openImage(ctx context.Context, ref string, opts imageref.RegistryOptions, platform *v1.Platform) (*imageref.PlatformImage, error) {
-	r, err := imageref.Parse(ref)
-	if err != nil {
-		return nil, err
-	}
-	src, err := imageref.OpenSource(ctx, r, opts)
-	if err != nil {
-		return nil, err
-	}
-	var platforms []v1.Platform
-	if platform != nil {
-		platforms = []v1.Platform{*platform}
-	}
-	images, _, err := src.Images(platforms, false)
-	if err != nil {
-		return nil, err
-	}
-	if len(images) != 1 {
-		return nil, fmt.Errorf("%s: %d manifests match the platform, want one", ref, len(images))
-	}
-	return &images[0], nil
 }
 
 // checkManifest applies the manifest rule.
@@ -283,7 +260,7 @@ func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, pr
 // a nil reader when the bootstrap cannot be used at all.
 func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(string, string, ...any)) (*rafs.Reader, []*rafs.BlobReader, error) {
 	bootLayer := layers[len(layers)-1]
-	bootPath := filepath.Join(work, "image.boot")
+	bootPath := filepath.Join(work, bootstrapFile)
 	diffID, err := packer.ExtractBootstrap(bootLayer, bootPath)
 	if err != nil {
 		problem(RuleBootstrap, "extracting %s: %v", packer.BootstrapName, err)
@@ -383,6 +360,9 @@ func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry, digests map[uint32][32
 	}
 	return br, nil
 }
+
+// bootstrapFile is where, in the work directory, the bootstrap is kept.
+const bootstrapFile = "image.boot"
 
 // closers closes the files a check opened, once it is done with them.
 type closers []io.Closer

@@ -12,15 +12,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
-	"github.com/nydus-go/nydusify/backend"
-	"github.com/nydus-go/nydusify/blobcache"
-	"github.com/nydus-go/nydusify/rafs"
-	"github.com/nydus-go/nydusify/rafsfs"
+	"github.com/nydus-go/nydusify/imagemount"
+	"github.com/nydus-go/nydusify/internal/xattr"
 )
 
 // checkMountable says why Options.Mount cannot work in this process, if it
@@ -35,75 +31,28 @@ func checkMountable() error {
 	return nil
 }
 
-// readMounted mounts the image with mountImage, describes the mounted tree
-// with walkMounted, and unmounts it before returning, whatever happened. The
-// error is for failures to mount, unmount or finish the walk; what cannot be
-// read through the mount goes into unreadable.
-func readMounted(ctx context.Context, work string, rd *rafs.Reader, logger *log.Logger) (_ map[string]*file, _ map[string]string, err error) {
-	mnt, release, err := mountImage(ctx, work, rd, logger)
+// readMounted mounts the bootstrap at work/image.boot read-only at
+// work/mnt, its chunks fetched from the blobs loadBootstrap downloaded into
+// work (files named by blob id) and cached in work/cache, describes the
+// mounted tree with walkMounted, and unmounts before returning, whatever
+// happened. The error is for failures to mount, unmount or finish the walk;
+// what cannot be read through the mount goes into unreadable.
+func readMounted(ctx context.Context, work string, logger *log.Logger) (_ map[string]*file, _ map[string]string, err error) {
+	mnt := filepath.Join(work, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("creating the mount point: %w", err)
+	}
+	cfg := imagemount.DefaultConfig()
+	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: work}
+	cfg.CacheDir = filepath.Join(work, "cache")
+	m, err := imagemount.Start(ctx, imagemount.Options{
+		MountPath: mnt, Bootstrap: filepath.Join(work, bootstrapFile), Config: cfg, Logger: logger,
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	defer func() { err = errors.Join(err, release()) }()
+	defer func() { err = errors.Join(err, m.Close()) }()
 	return walkMounted(ctx, mnt)
-}
-
-// mountImage mounts the image rd describes read-only with rafsfs at
-// work/mnt, its chunks fetched from the blobs loadBootstrap downloaded into
-// work (files named by blob id) and cached in work/cache. release unmounts it
-// and closes the caches.
-func mountImage(ctx context.Context, work string, rd *rafs.Reader, logger *log.Logger) (mnt string, release func() error, err error) {
-	be := backend.NewLocalFS(work)
-	var caches []*blobcache.Cache
-	closeAll := func() {
-		for _, c := range caches {
-			c.Close()
-		}
-		be.Close()
-	}
-	defer func() {
-		if err != nil {
-			closeAll()
-		}
-	}()
-	for i, e := range rd.Blobs {
-		digests, err := rd.ChunkDigests(i)
-		if err != nil {
-			return "", nil, fmt.Errorf("blob %s: %w", e.BlobID, err)
-		}
-		c, err := blobcache.Open(ctx, filepath.Join(work, "cache"), be, e, digests, blobcache.Options{Logger: logger})
-		if err != nil {
-			return "", nil, fmt.Errorf("opening the chunk cache of blob %s: %w", e.BlobID, err)
-		}
-		caches = append(caches, c)
-	}
-	mnt = filepath.Join(work, "mnt")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		return "", nil, fmt.Errorf("creating the mount point: %w", err)
-	}
-	srv, err := rafsfs.Mount(mnt, rd, caches, rafsfs.Options{Logger: logger})
-	if err != nil {
-		return "", nil, err
-	}
-	return mnt, func() error {
-		defer closeAll()
-		return unmount(srv, mnt)
-	}, nil
-}
-
-// unmount unmounts mnt and waits until srv has stopped serving it. When the
-// mount is busy (another process has a file or its working directory in it),
-// it is detached lazily instead, so nothing stays mounted below the work
-// directory that is removed next; srv then stops once the last user is gone.
-func unmount(srv *fuse.Server, mnt string) error {
-	err := srv.Unmount()
-	if err == nil {
-		return nil
-	}
-	if derr := unix.Unmount(mnt, unix.MNT_DETACH); derr != nil {
-		return fmt.Errorf("unmounting %s: %w (lazy unmount: %v)", mnt, err, derr)
-	}
-	return nil
 }
 
 // walkMounted describes every path below root, a mounted image, with
@@ -202,48 +151,16 @@ func stripPath(err error) error {
 	return err
 }
 
-// readXattrs adds the xattrs of abs, not following a symlink, to f. A name
-// listed but without data reads as absent: the kernel refuses user.* xattrs
-// on anything but regular files and directories with ENODATA, as it would
-// on any mount of the image.
+// readXattrs adds the xattrs of abs, not following a symlink, to f. The
+// kernel refuses user.* xattrs on anything but regular files and
+// directories, as it would on any mount of the image: they read as absent.
 func readXattrs(abs string, f *file) error {
-	list, err := xattrCall(func(b []byte) (int, error) { return unix.Llistxattr(abs, b) })
+	xs, err := xattr.Read(abs)
 	if err != nil {
-		return fmt.Errorf("listing: %w", err)
+		return err
 	}
-	for _, name := range strings.Split(string(list), "\x00") {
-		if name == "" {
-			continue
-		}
-		v, err := xattrCall(func(b []byte) (int, error) { return unix.Lgetxattr(abs, name, b) })
-		if errors.Is(err, unix.ENODATA) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		f.setXattr(name, string(v))
+	for name, v := range xs {
+		f.setXattr(name, v)
 	}
 	return nil
-}
-
-// xattrCall sizes the buffer with a zero-length call, then makes the call,
-// again if the value grew in between (ERANGE).
-func xattrCall(call func([]byte) (int, error)) ([]byte, error) {
-	for range 8 {
-		n, err := call(nil)
-		if err != nil || n == 0 {
-			return nil, err
-		}
-		buf := make([]byte, n)
-		n, err = call(buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
-	return nil, unix.ERANGE
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/blobcache"
@@ -215,8 +216,9 @@ func (m *Mount) Done() <-chan struct{} { return m.served }
 // it is nil when prefetch is off.
 func (m *Mount) Prefetched() <-chan PrefetchResult { return m.prefetched }
 
-// Close stops prefetching, unmounts (if still mounted), closes the caches,
-// making what was fetched durable, and removes temporary files.
+// Close stops prefetching, unmounts (if still mounted; lazily if busy),
+// closes the caches, making what was fetched durable, and removes
+// temporary files.
 func (m *Mount) Close() error {
 	m.closeOnce.Do(func() {
 		var errs []error
@@ -227,16 +229,28 @@ func (m *Mount) Close() error {
 		select {
 		case <-m.served:
 		default:
-			if err := m.srv.Unmount(); err != nil {
-				errs = append(errs, fmt.Errorf("unmounting %s: %w", m.info.MountPath, err))
-			} else {
-				<-m.served
-			}
+			errs = append(errs, m.unmount())
 		}
 		errs = append(errs, m.cleanup())
 		m.closeErr = errors.Join(errs...)
 	})
 	return m.closeErr
+}
+
+// unmount unmounts and waits until the server has stopped. When the mount
+// is busy (a process has a file or its working directory in it), it is
+// detached lazily instead, so nothing stays mounted; the server then stops
+// once the last user is gone, and reads after Close fail with EIO.
+func (m *Mount) unmount() error {
+	err := m.srv.Unmount()
+	if err == nil {
+		<-m.served
+		return nil
+	}
+	if derr := unix.Unmount(m.info.MountPath, unix.MNT_DETACH); derr != nil {
+		return fmt.Errorf("unmounting %s: %w (lazy unmount: %v)", m.info.MountPath, err, derr)
+	}
+	return nil
 }
 
 // cleanup runs the closers, newest first.
@@ -256,22 +270,11 @@ func pullBootstrap(ctx context.Context, opts Options, path string) (backend.Back
 	if err != nil {
 		return nil, err
 	}
-	src, err := imageref.OpenSource(ctx, ref, opts.Registry)
+	pimg, err := imageref.OpenImage(ctx, opts.Target, opts.Registry, opts.Platform)
 	if err != nil {
 		return nil, err
 	}
-	var platforms []v1.Platform
-	if opts.Platform != nil {
-		platforms = []v1.Platform{*opts.Platform}
-	}
-	images, _, err := src.Images(platforms, false)
-	if err != nil {
-		return nil, err
-	}
-	if len(images) != 1 {
-		return nil, fmt.Errorf("%s: %d manifests match the platform, want one", opts.Target, len(images))
-	}
-	img := images[0].Image
+	img := pimg.Image
 	m, err := img.Manifest()
 	if err != nil {
 		return nil, err

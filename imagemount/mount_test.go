@@ -177,3 +177,27 @@ func TestStartErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseBusy: closing a mount that a file is still open in detaches it
+// lazily, so nothing stays mounted.
+func TestCloseBusy(t *testing.T) {
+	requireFUSE(t)
+	_, out := build(t)
+	cfg := DefaultConfig()
+	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+	mnt := t.TempDir()
+	m, err := Start(context.Background(), Options{MountPath: mnt, Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := os.Open(filepath.Join(mnt, "data"))
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	requireUnmounted(t, mnt)
+}

@@ -226,6 +226,43 @@ func ParsePlatforms(s string) ([]v1.Platform, error) {
 	return ps, nil
 }
 
+// ParsePlatform parses one "os/arch[/variant]" platform; "" returns nil, the host's.
+func ParsePlatform(s string) (*v1.Platform, error) {
+	ps, err := ParsePlatforms(s)
+	if err != nil || len(ps) == 0 {
+		return nil, err
+	}
+	if len(ps) != 1 {
+		return nil, fmt.Errorf("parsing platform %q: want one platform", s)
+	}
+	return &ps[0], nil
+}
+
+// OpenImage opens ref (imageref syntax) and returns its one image for platform (nil: the
+// host's), as [Source.Images] selects it.
+func OpenImage(ctx context.Context, ref string, opts RegistryOptions, platform *v1.Platform) (*PlatformImage, error) {
+	r, err := Parse(ref)
+	if err != nil {
+		return nil, err
+	}
+	src, err := OpenSource(ctx, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	var platforms []v1.Platform
+	if platform != nil {
+		platforms = []v1.Platform{*platform}
+	}
+	images, _, err := src.Images(platforms, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(images) != 1 {
+		return nil, fmt.Errorf("%s: %d manifests match the platform, want one", ref, len(images))
+	}
+	return &images[0], nil
+}
+
 func platformList(ps []v1.Platform) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {

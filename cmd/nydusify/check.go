@@ -45,15 +45,9 @@ Exit status 1 when any problem is found.`,
 			if opts.Target == "" {
 				return fmt.Errorf("--target is required")
 			}
-			if platform != "" {
-				ps, err := imageref.ParsePlatforms(platform)
-				if err != nil {
-					return err
-				}
-				if len(ps) != 1 {
-					return fmt.Errorf("--platform takes one platform")
-				}
-				opts.Platform = &ps[0]
+			var err error
+			if opts.Platform, err = imageref.ParsePlatform(platform); err != nil {
+				return err
 			}
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
 			if opts.Mount {

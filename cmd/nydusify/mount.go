@@ -126,15 +126,9 @@ SIGINT or SIGTERM, then unmounts.`,
 			if fl.Changed("hide-xattrs") {
 				opts.Config.Xattrs = !hideXattrs
 			}
-			if platform != "" {
-				ps, err := imageref.ParsePlatforms(platform)
-				if err != nil {
-					return err
-				}
-				if len(ps) != 1 {
-					return errors.New("--platform takes one platform")
-				}
-				opts.Platform = &ps[0]
+			var err error
+			if opts.Platform, err = imageref.ParsePlatform(platform); err != nil {
+				return err
 			}
 			opts.Registry.PlainHTTP = plainHTTP
 			// Causes of EIO and failed fetches go to the log as warnings.

@@ -14,7 +14,6 @@ package treecmp
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -25,6 +24,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nydus-go/nydusify/internal/xattr"
 )
 
 // Options tunes what Compare ignores. The zero value compares everything.
@@ -232,13 +233,13 @@ func (c *comparer) entry(p string, w, g *entry) error {
 }
 
 func (c *comparer) xattrs(p string, w, g *entry) error {
-	wx, err := readXattrs(w.abs)
+	wx, err := xattr.Read(w.abs)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", w.abs, err)
 	}
-	gx, err := readXattrs(g.abs)
+	gx, err := xattr.Read(g.abs)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", g.abs, err)
 	}
 	for _, name := range c.opts.IgnoreXattrs {
 		delete(wx, name)
@@ -264,57 +265,6 @@ func xattrValue(v string, ok bool) string {
 	}
 	sum := sha256.Sum256([]byte(v))
 	return fmt.Sprintf("%d bytes sha256:%s", len(v), hex.EncodeToString(sum[:]))
-}
-
-// readXattrs returns all xattrs of path without following a final symlink.
-// A filesystem without xattr support reads as having none.
-func readXattrs(path string) (map[string]string, error) {
-	list, err := xattrCall(func(b []byte) (int, error) { return unix.Llistxattr(path, b) })
-	if errors.Is(err, unix.ENOTSUP) {
-		return map[string]string{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing xattrs of %s: %w", path, err)
-	}
-	out := make(map[string]string)
-	for _, name := range strings.Split(string(list), "\x00") {
-		if name == "" {
-			continue
-		}
-		v, err := xattrCall(func(b []byte) (int, error) { return unix.Lgetxattr(path, name, b) })
-		if errors.Is(err, unix.ENODATA) {
-			continue // removed between list and get
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading xattr %s of %s: %w", name, path, err)
-		}
-		out[name] = string(v)
-	}
-	return out, nil
-}
-
-// xattrCall sizes the buffer with a zero-length call, then retries if the
-// value grew in between (ERANGE).
-func xattrCall(call func([]byte) (int, error)) ([]byte, error) {
-	for range 8 {
-		n, err := call(nil)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		buf := make([]byte, n)
-		n, err = call(buf)
-		if errors.Is(err, unix.ERANGE) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
-	return nil, unix.ERANGE
 }
 
 // hardlinks groups non-directory paths by inode on each side and reports
