@@ -1,7 +1,7 @@
 # Build and check targets. CI (.ci/run) runs `make fmt-check vet test`.
 GO ?= go
 
-.PHONY: build test fmt-check vet demo fuzz bench
+.PHONY: build test fmt-check vet demo fuzz bench bench-mount
 
 build:
 	$(GO) build -o bin/nydusify ./cmd/nydusify
@@ -30,3 +30,7 @@ fuzz:
 # Build throughput on the Go installation's tree, per compressor.
 bench:
 	$(GO) test ./rafsbuild -run XXX -bench BuildDir -benchtime 3x
+
+# Lazy FUSE mount (root): mount time, metadata walk and full reads vs the plain directory.
+bench-mount:
+	$(GO) run ./bench/mount
