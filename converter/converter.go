@@ -36,6 +36,9 @@ type Options struct {
 	Platforms    []v1.Platform // nil: the host's linux/GOARCH
 	AllPlatforms bool
 
+	// Build configures the layer builds and the merge. Nil PrefetchPatterns
+	// means "/": every bootstrap gets the prefetch table [root], as
+	// upstream's converters write it.
 	Build          rafsbuild.Options
 	SourceRegistry imageref.RegistryOptions
 	TargetRegistry imageref.RegistryOptions
@@ -130,6 +133,9 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	start := time.Now()
 	if opts.Source == "" {
 		return nil, errors.New("a source image is required")
+	}
+	if opts.Build.PrefetchPatterns == nil {
+		opts.Build.PrefetchPatterns = []string{"/"}
 	}
 	if err := opts.Build.Validate(); err != nil {
 		return nil, err

@@ -201,3 +201,52 @@ func TestCloseBusy(t *testing.T) {
 	}
 	requireUnmounted(t, mnt)
 }
+
+// TestPrefetchTableFiles builds with the prefetch table naming one
+// directory: prefetch fetches the chunks of the files below it and no other.
+func TestPrefetchTableFiles(t *testing.T) {
+	requireFUSE(t)
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "src"), filepath.Join(dir, "out")
+	if err := fstree.Make(src, fstree.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rafsbuild.BuildDir(context.Background(), src, out, "img",
+		rafsbuild.Options{ChunkSize: 0x10000, PrefetchPatterns: []string{"/data"}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+	cfg.Amplify = 0 // one chunk per request, so nothing outside /data comes along
+	cfg.Prefetch = PrefetchConfig{Enable: true, Workers: 2}
+	m := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	res := <-m.Prefetched()
+	if res.Err != nil || res.Files == 0 || res.Chunks == 0 {
+		t.Fatalf("prefetch = %+v", res)
+	}
+	inData := map[uint32]bool{}
+	err := m.rd.Walk(func(p string, n *rafs.Node) error {
+		if !n.IsReg() {
+			return nil
+		}
+		addrs, err := m.rd.Chunks(n)
+		for _, a := range addrs {
+			if strings.HasPrefix(p, "/data/") {
+				inData[a.CIIndex] = true
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digests, _ := m.rd.ChunkDigests(0)
+	for i := range digests {
+		if m.caches[0].Ready(i) != inData[i] {
+			t.Errorf("chunk %d: cached %v, below /data %v", i, m.caches[0].Ready(i), inData[i])
+		}
+	}
+	if len(inData) == len(digests) {
+		t.Error("every chunk is below /data: the test proves nothing")
+	}
+}

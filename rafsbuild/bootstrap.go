@@ -2,6 +2,7 @@ package rafsbuild
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -15,6 +16,7 @@ type bootstrapParams struct {
 	chunkSize uint64
 	blobs     []rafs.BlobEntry
 	blobIndex map[*blobWriter]uint32 // position in blobs of each chunk source
+	prefetch  []*node                // the prefetch table's nodes, in order
 }
 
 // addBlobsByReference appends to p, in the order a breadth-first walk of t
@@ -49,11 +51,21 @@ func writeBootstrap(t *tree, lay *layoutResult, p *bootstrapParams) ([]byte, err
 	}
 	bs := uint64(rafs.BlockSize)
 	blobTable := rafs.AlignUp(rafs.DeviceSlotOffset+rafs.DeviceSlotSize*nblobs, bs)
+	// The prefetch table follows the blob table when there are blobs (§1.6).
+	prefetchOff := blobTable + rafs.BlobEntrySize*nblobs
+	var prefetchSize uint64
+	if nblobs > 0 {
+		prefetchSize = 4 * uint64(len(p.prefetch))
+	}
 	var metaAddr uint64
 	if nblobs > 0 {
-		metaAddr = rafs.AlignUp(blobTable+rafs.BlobEntrySize*nblobs, bs)
+		metaAddr = rafs.AlignUp(prefetchOff+prefetchSize, bs)
 	}
 	buf := make([]byte, metaAddr+lay.metaSize)
+	for i := range prefetchSize / 4 {
+		nid := p.prefetch[i].inodeNode().offset / rafs.InodeSlotSize
+		binary.LittleEndian.PutUint32(buf[prefetchOff+4*i:], uint32(nid))
+	}
 	var flags = p.flags | rafs.FlagExplicitUIDGID | rafs.FlagEncryptionNone | rafs.FlagInlinedChunkDigest
 	for _, b := range p.blobs {
 		if b.Features&rafs.BlobInlinedChunkDigest == 0 {
@@ -123,6 +135,9 @@ func writeBootstrap(t *tree, lay *layoutResult, p *bootstrapParams) ([]byte, err
 		Flags: flags, BlobTableSize: uint32(nblobs * rafs.BlobEntrySize), ChunkSize: uint32(p.chunkSize),
 		ChunkTableOffset: ctOff, ChunkTableSize: uint64(len(records)) * rafs.ChunkTableEntrySize,
 		BlobTableOffset: blobTable, // upstream records it even when the table is empty
+	}
+	if prefetchSize > 0 {
+		ext.PrefetchTableOffset, ext.PrefetchTableSize = prefetchOff, uint32(prefetchSize)
 	}
 	ext.MarshalTo(buf[rafs.ExtSuperBlockOffset:])
 	return buf, nil

@@ -45,6 +45,13 @@ type Options struct {
 	// Warn, if set, receives messages about input that was skipped, such
 	// as xattrs EROFS cannot store in a layer tar.
 	Warn func(string)
+	// PrefetchPatterns are absolute paths for the bootstrap's prefetch
+	// table (nydus-image --prefetch-policy fs): each one naming a path gets
+	// that path's nid, in order; a pattern an earlier one covers is
+	// dropped. Converters pass "/", which nydusd reads as "prefetch
+	// everything". A directory build also writes the covered files' data
+	// first. Empty means no prefetch table.
+	PrefetchPatterns []string
 }
 
 // Progress reports how much file data a build has read.
@@ -78,6 +85,11 @@ func (o *Options) Validate() error {
 	if o.Digester != rafs.DigestBlake3 && o.Digester != rafs.DigestSha256 {
 		return fmt.Errorf("unknown digester %v", o.Digester)
 	}
+	patterns, err := normalizePatterns(o.PrefetchPatterns, o.Warn)
+	if err != nil {
+		return err
+	}
+	o.PrefetchPatterns = patterns
 	return nil
 }
 
@@ -171,7 +183,7 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 	}
 	bw := newBlobWriter(blobFile, &opts, false)
 	stopProgress := reportProgress(&opts, dirTotals(lay.order), bw)
-	err = readDirData(ctx, src, lay.order, bw)
+	err = readDirData(ctx, src, prefetchFirst(lay.order, opts.PrefetchPatterns), bw)
 	stopProgress()
 	if err != nil {
 		bw.drain()
@@ -187,6 +199,7 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag(),
 		chunkSize: uint64(opts.ChunkSize),
 		blobIndex: map[*blobWriter]uint32{bw: 0},
+		prefetch:  prefetchNodes(t, opts.PrefetchPatterns),
 	}
 	res := &Result{
 		FsVersion: "6", Compressor: opts.Compressor.String(), Digester: opts.Digester.String(),

@@ -84,6 +84,7 @@ func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options, d
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag(),
 		chunkSize: uint64(opts.ChunkSize),
 		blobIndex: map[*blobWriter]uint32{},
+		prefetch:  prefetchNodes(t, opts.PrefetchPatterns),
 	}
 	if res.entry.ChunkCount > 0 {
 		e := res.entry

@@ -53,6 +53,7 @@ func Merge(layers []*Layer, opts Options) (*Merged, error) {
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag() | rafs.FlagHasXattr,
 		chunkSize: uint64(opts.ChunkSize),
 		blobIndex: map[*blobWriter]uint32{},
+		prefetch:  prefetchNodes(base, opts.PrefetchPatterns),
 	}
 	params.addBlobsByReference(base, (*blobWriter).mergedEntry)
 	res := &Merged{}

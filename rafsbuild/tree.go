@@ -66,6 +66,19 @@ type fileData struct {
 	shared bool // named by more than one path (hardlinks)
 }
 
+// path returns n's absolute path in the tree.
+func (n *node) path() string {
+	if n.parent == n {
+		return "/"
+	}
+	var parts []string
+	for ; n.parent != n; n = n.parent {
+		parts = append(parts, n.name)
+	}
+	slices.Reverse(parts)
+	return "/" + strings.Join(parts, "/")
+}
+
 func (n *node) isDir() bool     { return n.entry.Mode&rafs.ModeFmt == rafs.ModeDir }
 func (n *node) isReg() bool     { return n.entry.Mode&rafs.ModeFmt == rafs.ModeReg }
 func (n *node) isSymlink() bool { return n.entry.Mode&rafs.ModeFmt == rafs.ModeLnk }

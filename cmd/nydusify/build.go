@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/sirupsen/logrus"
@@ -19,6 +20,7 @@ func newBuildCmd() *cobra.Command {
 		workers                         int
 		jsonOut                         bool
 	)
+	var prefetchPatterns func(io.Reader) ([]string, error) // set with the flags below
 	cmd := &cobra.Command{
 		Use:   "build --source-dir DIR --output-dir DIR [--name NAME]",
 		Short: "Build a RAFS v6 bootstrap and data blob from a directory",
@@ -58,6 +60,10 @@ left in the output directory.`,
 			}
 			opts.ChunkSize = uint32(cs)
 			opts.Workers = workers
+			if opts.PrefetchPatterns, err = prefetchPatterns(cmd.InOrStdin()); err != nil {
+				return err
+			}
+			opts.Warn = func(msg string) { logrus.Warn(msg) }
 			view := newProgressView()
 			view.label = "reading file data:"
 			opts.Progress, opts.ProgressInterval = view.bytes, view.interval()
@@ -79,6 +85,7 @@ left in the output directory.`,
 		},
 	}
 	f := cmd.Flags()
+	prefetchPatterns = prefetchFlags(f, "no prefetch table is written")
 	f.StringVar(&sourceDir, "source-dir", "", "directory to build from (required)")
 	f.StringVar(&outputDir, "output-dir", "", "directory for the bootstrap, blob and output.json (created if missing; required)")
 	f.StringVar(&name, "name", "image", "bootstrap file name, without the .meta suffix")

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,7 @@ func newConvertCmd() *cobra.Command {
 		plainHTTP                        bool
 		retries                          int
 	)
+	var prefetchPatterns func(io.Reader) ([]string, error) // set with the flags below
 	cmd := &cobra.Command{
 		Use:   "convert --source REF (--target REF | --target-suffix SUFFIX)",
 		Short: "Convert an OCI/Docker image into a Nydus image",
@@ -51,6 +53,9 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 				return fmt.Errorf("invalid --fs-chunk-size %q: want a power of two from 0x1000 to 0x1000000", chunkSize)
 			}
 			opts.Build.ChunkSize = uint32(cs)
+			if opts.Build.PrefetchPatterns, err = prefetchPatterns(cmd.InOrStdin()); err != nil {
+				return err
+			}
 			if platforms != "" {
 				if opts.Platforms, err = imageref.ParsePlatforms(platforms); err != nil {
 					return err
@@ -82,6 +87,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 		},
 	}
 	f := cmd.Flags()
+	prefetchPatterns = prefetchFlags(f, `the table holds "/" (everything), as upstream's converters write it`)
 	f.StringVar(&opts.Source, "source", "", "source image reference (required)")
 	f.StringVar(&opts.Target, "target", "", "target image reference")
 	f.StringVar(&opts.TargetSuffix, "target-suffix", "", "target = source registry reference with this suffix appended to its tag")
