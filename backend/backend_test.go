@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,5 +122,68 @@ func TestRegistryTimeout(t *testing.T) {
 	}
 	if _, err := backend.NewRegistry(repo, backend.WithTimeout(0)); err == nil {
 		t.Error("a zero timeout was accepted")
+	}
+}
+
+// TestRegistryTokenRefresh puts a token-authenticating front on a real
+// in-process registry. Each token serves three requests, then the registry
+// answers 401 with a fresh challenge: the backend must get a new token and
+// go on reading, as it must when a long-running mount outlives its token.
+func TestRegistryTokenRefresh(t *testing.T) {
+	data, id := testData()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var (
+		mu     sync.Mutex
+		issued int
+		uses   = map[string]int{}
+	)
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" {
+			mu.Lock()
+			issued++
+			tok := fmt.Sprintf("tok-%d", issued)
+			mu.Unlock()
+			fmt.Fprintf(w, `{"token": %q}`, tok)
+			return
+		}
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		mu.Lock()
+		ok := strings.HasPrefix(tok, "tok-") && uses[tok] < 3
+		uses[tok]++
+		mu.Unlock()
+		if !ok {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="test"`, srv.URL))
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	repo, err := name.NewRepository(strings.TrimPrefix(srv.URL, "http://")+"/test/blobs", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Upload straight to the registry, past the token front.
+	direct := httptest.NewServer(reg)
+	defer direct.Close()
+	drepo, _ := name.NewRepository(strings.TrimPrefix(direct.URL, "http://")+"/test/blobs", name.Insecure)
+	if err := remote.WriteLayer(drepo, static.NewLayer(data, types.OCILayer)); err != nil {
+		t.Fatal(err)
+	}
+	be, err := backend.NewRegistry(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		p := make([]byte, 1000)
+		if _, err := be.ReadAt(context.Background(), id, p, int64(i*1000)); err != nil || !bytes.Equal(p, data[i*1000:(i+1)*1000]) {
+			t.Fatalf("read %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if issued < 4 {
+		t.Errorf("%d tokens issued for 10 reads of 3 uses each; the backend did not refresh", issued)
 	}
 }
