@@ -10,12 +10,14 @@
 package imagemount
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,6 +98,7 @@ type Mount struct {
 	prefetched chan PrefetchResult
 	closeOnce  sync.Once
 	closeErr   error
+	detached   bool // lazily unmounted while busy: the server may still read
 }
 
 // Start mounts the image and returns once the mount is usable. Prefetch,
@@ -147,16 +150,11 @@ func Start(ctx context.Context, opts Options) (_ *Mount, err error) {
 		m.closer = append(m.closer, c.Close)
 	}
 
-	f, err := os.Open(m.info.Bootstrap)
-	if err != nil {
-		return nil, fmt.Errorf("opening bootstrap: %w", err)
-	}
-	m.closer = append(m.closer, f.Close)
-	st, err := f.Stat()
+	boot, err := m.mapBootstrap(m.info.Bootstrap)
 	if err != nil {
 		return nil, err
 	}
-	if m.rd, err = rafs.Open(f, st.Size()); err != nil {
+	if m.rd, err = rafs.Open(bytes.NewReader(boot), int64(len(boot))); err != nil {
 		return nil, fmt.Errorf("bootstrap %s: %w", m.info.Bootstrap, err)
 	}
 	m.info.Blobs, m.info.Inodes = len(m.rd.Blobs), m.rd.Super.Inos
@@ -237,6 +235,36 @@ func (m *Mount) Close() error {
 	return m.closeErr
 }
 
+// mapBootstrap maps the bootstrap file read-only: metadata requests then
+// decode from memory, as nydusd's direct mode does, instead of costing a
+// pread each, and nothing is read until it is asked for. The mapping is
+// released by cleanup unless the mount was detached while still serving.
+func (m *Mount) mapBootstrap(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening bootstrap: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() == 0 || st.Size() > math.MaxInt32 {
+		return nil, fmt.Errorf("bootstrap %s: size %d is not that of a RAFS bootstrap", path, st.Size())
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mapping bootstrap %s: %w", path, err)
+	}
+	m.closer = append(m.closer, func() error {
+		if m.detached {
+			return nil
+		}
+		return unix.Munmap(data)
+	})
+	return data, nil
+}
+
 // unmount unmounts and waits until the server has stopped. When the mount
 // is busy (a process has a file or its working directory in it), it is
 // detached lazily instead, so nothing stays mounted; the server then stops
@@ -250,6 +278,7 @@ func (m *Mount) unmount() error {
 	if derr := unix.Unmount(m.info.MountPath, unix.MNT_DETACH); derr != nil {
 		return fmt.Errorf("unmounting %s: %w (lazy unmount: %v)", m.info.MountPath, err, derr)
 	}
+	m.detached = true
 	return nil
 }
 

@@ -69,15 +69,16 @@ type node struct {
 }
 
 var (
-	_ fs.NodeLookuper    = (*node)(nil)
-	_ fs.NodeReaddirer   = (*node)(nil)
-	_ fs.NodeGetattrer   = (*node)(nil)
-	_ fs.NodeReadlinker  = (*node)(nil)
-	_ fs.NodeOpener      = (*node)(nil)
-	_ fs.NodeReader      = (*node)(nil)
-	_ fs.NodeGetxattrer  = (*node)(nil)
-	_ fs.NodeListxattrer = (*node)(nil)
-	_ fs.NodeStatfser    = (*node)(nil)
+	_ fs.NodeLookuper       = (*node)(nil)
+	_ fs.NodeOpendirHandler = (*node)(nil)
+	_ fs.NodeGetattrer      = (*node)(nil)
+	_ fs.NodeReadlinker     = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeFlusher        = (*node)(nil)
+	_ fs.NodeReader         = (*node)(nil)
+	_ fs.NodeGetxattrer     = (*node)(nil)
+	_ fs.NodeListxattrer    = (*node)(nil)
+	_ fs.NodeStatfser       = (*node)(nil)
 )
 
 // Mount validates rd and caches (one per blob, in blob-table order), mounts
@@ -95,10 +96,14 @@ func Mount(mountpoint string, rd *rafs.Reader, caches []*blobcache.Cache, opts O
 		timeout = DefaultTimeout
 	}
 	mopts := fuse.MountOptions{
-		DirectMount:  true,
-		FsName:       "nydusify",
-		Name:         "rafs",
-		Options:      []string{"ro"},
+		DirectMount: true,
+		FsName:      "nydusify",
+		Name:        "rafs",
+		Options:     []string{"ro"},
+		// Read-only at the mount level too, with fusermount's defaults.
+		DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
+		// READ requests of up to 1 MiB, a chunk's default size.
+		MaxWrite:     1 << 20,
 		AllowOther:   opts.AllowOther,
 		Debug:        opts.Debug,
 		Logger:       root.fsys.logger,
@@ -190,16 +195,18 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	return n.NewInode(ctx, child, fs.StableAttr{Mode: uint32(cn.Inode.Mode) & syscall.S_IFMT, Ino: cn.Nid}), 0
 }
 
-// Readdir implements fs.NodeReaddirer.
-func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
+// OpendirHandle implements fs.NodeOpendirHandler: the listing, with
+// FOPEN_CACHE_DIR so the kernel keeps it and later listings of the same
+// directory cost no READDIR.
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	if err := n.loadDir(); err != nil {
-		return nil, n.eio("reading directory", err)
+		return nil, 0, n.eio("reading directory", err)
 	}
 	out := make([]fuse.DirEntry, len(n.list))
 	for i, e := range n.list {
 		out[i] = fuse.DirEntry{Name: e.Name, Ino: e.Nid, Mode: fileTypeMode(e.FileType)}
 	}
-	return fs.NewListDirStream(out), 0
+	return fs.NewListDirStream(out), fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func fileTypeMode(ft uint8) uint32 {
@@ -254,19 +261,18 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return []byte(t), 0
 }
 
-// Open implements fs.NodeOpener: read-only opens of regular files, with the
-// page cache kept across opens since the image never changes.
+// Open implements fs.NodeOpener by declining: ENOSYS tells the kernel
+// (FUSE_NO_OPEN_SUPPORT) to stop sending OPEN and RELEASE and to keep file
+// pages cached across opens, which suits an image that never changes. The
+// mount is read-only, so the kernel refuses opens for writing itself.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
-		return nil, 0, syscall.EROFS
-	}
-	if !n.n.IsReg() {
-		return nil, 0, syscall.EINVAL
-	}
-	if err := n.loadChunks(); err != nil {
-		return nil, 0, n.eio("reading chunk indexes", err)
-	}
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
+	return nil, 0, syscall.ENOSYS
+}
+
+// Flush implements fs.NodeFlusher by declining: ENOSYS stops the FLUSH the
+// kernel would otherwise send on every close.
+func (n *node) Flush(ctx context.Context, f fs.FileHandle) syscall.Errno {
+	return syscall.ENOSYS
 }
 
 // Read implements fs.NodeReader: file chunk k covers [k*chunkSize,
@@ -307,18 +313,14 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 	return fuse.ReadResultData(dest[:end-off]), 0
 }
 
-// xattrs returns the extended attributes the mount shows.
-func (n *node) xattrs() []rafs.Xattr {
-	if n.fsys.hideXattrs {
-		return nil
-	}
-	return n.n.Xattrs
-}
-
-// Listxattr implements fs.NodeListxattrer.
+// Listxattr implements fs.NodeListxattrer. With xattrs hidden it answers
+// ENOSYS, so the kernel stops asking (callers see EOPNOTSUPP).
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	if n.fsys.hideXattrs {
+		return 0, syscall.ENOSYS
+	}
 	var names []byte
-	for _, x := range n.xattrs() {
+	for _, x := range n.n.Xattrs {
 		names = append(append(names, x.Name...), 0)
 	}
 	if len(dest) == 0 {
@@ -330,9 +332,13 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	return uint32(copy(dest, names)), 0
 }
 
-// Getxattr implements fs.NodeGetxattrer.
+// Getxattr implements fs.NodeGetxattrer; like Listxattr, ENOSYS when
+// xattrs are hidden.
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	for _, x := range n.xattrs() {
+	if n.fsys.hideXattrs {
+		return 0, syscall.ENOSYS
+	}
+	for _, x := range n.n.Xattrs {
 		if x.Name != attr {
 			continue
 		}

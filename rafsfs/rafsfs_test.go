@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/blobcache"
 	"github.com/nydus-go/nydusify/internal/fstree"
@@ -158,6 +160,7 @@ func TestMountTree(t *testing.T) {
 	first := &countingBackend{Backend: backend.NewLocalFS(img.out)}
 	mnt, unmount := mount(t, img, first, cacheDir, logger)
 	compareTree(t, img.src, mnt)
+	requireReadOnly(t, img, mnt)
 	unmount()
 	if first.reads.Load() == 0 {
 		t.Error("the first mount read nothing from the backend")
@@ -172,6 +175,35 @@ func TestMountTree(t *testing.T) {
 	}
 	if l := logs.String(); l != "" {
 		t.Errorf("unexpected log output:\n%s", l)
+	}
+}
+
+// requireReadOnly: the mount is read-only at the mount level (statfs
+// flags), writes and creates fail with EROFS, and statfs counts the image.
+func requireReadOnly(t *testing.T, img *image, mnt string) {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Flags&unix.ST_RDONLY == 0 {
+		t.Errorf("statfs flags %#x lack ST_RDONLY", st.Flags)
+	}
+	if st.Files != img.rd.Super.Inos || st.Blocks == 0 {
+		t.Errorf("statfs: %d files, %d blocks; want %d files", st.Files, st.Blocks, img.rd.Super.Inos)
+	}
+	var file string
+	img.rd.Walk(func(p string, n *rafs.Node) error {
+		if file == "" && n.IsReg() {
+			file = p
+		}
+		return nil
+	})
+	if _, err := os.OpenFile(filepath.Join(mnt, file), os.O_RDWR, 0); !errors.Is(err, unix.EROFS) {
+		t.Errorf("opening %s for writing: %v, want EROFS", file, err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "new"), nil, 0o644); !errors.Is(err, unix.EROFS) {
+		t.Errorf("creating a file: %v, want EROFS", err)
 	}
 }
 
