@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"path"
 	"strings"
+	"sync"
 )
 
 // Reader reads a RAFS v6 bootstrap. All methods are safe for concurrent use;
@@ -23,6 +24,10 @@ type Reader struct {
 	Devices   []DeviceSlot
 	Blobs     []BlobEntry
 	ChunkSize uint32
+
+	digestsOnce sync.Once // fills digests: one pass over the chunk table
+	digests     []map[uint32][32]byte
+	digestsErr  error
 }
 
 // Open reads and validates the superblocks, device slots and blob table of
@@ -539,24 +544,39 @@ func (rd *Reader) Walk(fn WalkFunc) error {
 // ChunkDigests returns, for blob blobIndex, the digest of each chunk-info
 // index the chunk table records, for blobs without a digest array. Chunks no
 // file references (in a merged bootstrap, those of whited-out files) are
-// not in the table and so not in the map.
+// not in the table and so not in the map. The maps of all blobs are built
+// in one pass over the table, on the first call; callers share them and
+// must not modify them.
 func (rd *Reader) ChunkDigests(blobIndex int) (map[uint32][32]byte, error) {
 	if blobIndex < 0 || blobIndex >= len(rd.Blobs) {
 		return nil, fmt.Errorf("no blob %d", blobIndex)
 	}
-	table, err := rd.ChunkTable()
-	if err != nil {
-		return nil, err
+	rd.digestsOnce.Do(func() { rd.digests, rd.digestsErr = rd.readDigests() })
+	if rd.digestsErr != nil {
+		return nil, rd.digestsErr
 	}
-	out := map[uint32][32]byte{}
-	for _, c := range table {
-		if int(c.BlobIndex) != blobIndex {
-			continue
+	return rd.digests[blobIndex], nil
+}
+
+func (rd *Reader) readDigests() ([]map[uint32][32]byte, error) {
+	buf := make([]byte, rd.Ext.ChunkTableSize)
+	if _, err := rd.r.ReadAt(buf, int64(rd.Ext.ChunkTableOffset)); err != nil {
+		return nil, fmt.Errorf("reading chunk table: %w", err)
+	}
+	out := make([]map[uint32][32]byte, len(rd.Blobs))
+	for i := range out {
+		out[i] = map[uint32][32]byte{}
+	}
+	for off := 0; off+ChunkTableEntrySize <= len(buf); off += ChunkTableEntrySize {
+		c := UnmarshalChunkInfo(buf[off:])
+		b := int(c.BlobIndex)
+		if b >= len(rd.Blobs) {
+			return nil, corruptf("chunk table names blob %d of %d", b, len(rd.Blobs))
 		}
-		if c.Index >= rd.Blobs[blobIndex].ChunkCount {
-			return nil, corruptf("chunk table names chunk %d of blob %d, which has %d", c.Index, blobIndex, rd.Blobs[blobIndex].ChunkCount)
+		if c.Index >= rd.Blobs[b].ChunkCount {
+			return nil, corruptf("chunk table names chunk %d of blob %d, which has %d", c.Index, b, rd.Blobs[b].ChunkCount)
 		}
-		out[c.Index] = c.Digest
+		out[b][c.Index] = c.Digest
 	}
 	return out, nil
 }
