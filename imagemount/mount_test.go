@@ -3,9 +3,12 @@ package imagemount
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -250,5 +253,46 @@ func TestPrefetchTableFiles(t *testing.T) {
 	}
 	if len(inData) == len(digests) {
 		t.Error("every chunk is below /data: the test proves nothing")
+	}
+}
+
+// TestBackendTimeoutIsEIO mounts over a registry that accepts connections
+// but never answers blob requests: a read fails with EIO once the
+// configured timeout passes, instead of hanging the reader.
+func TestBackendTimeoutIsEIO(t *testing.T) {
+	requireFUSE(t)
+	_, out := build(t)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/" {
+			<-release
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	cfg := DefaultConfig()
+	cfg.Backend = BackendConfig{Type: "registry", Scheme: "http", Host: strings.TrimPrefix(srv.URL, "http://"),
+		Repo: "hang", TimeoutSeconds: 1}
+	// The blob's chunk info was saved by an earlier mount over localfs,
+	// so opening the cache needs nothing from the hanging registry.
+	cfg.CacheDir = t.TempDir()
+	local := cfg
+	local.Backend = BackendConfig{Type: "localfs", Dir: out}
+	first := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: local})
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	var file string
+	m.rd.Walk(func(p string, n *rafs.Node) error {
+		if file == "" && n.IsReg() && n.Inode.Size > 0 {
+			file = p
+		}
+		return nil
+	})
+	begin := time.Now()
+	_, err := os.ReadFile(filepath.Join(m.Info().MountPath, file))
+	if !errors.Is(err, syscall.EIO) || time.Since(begin) > 10*time.Second {
+		t.Errorf("reading %s over a hanging registry: %v after %v; want EIO after about 1s", file, err, time.Since(begin))
 	}
 }
