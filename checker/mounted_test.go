@@ -13,18 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/nydus-go/nydusify/checker"
+	"github.com/nydus-go/nydusify/internal/testenv"
 )
-
-// requireMount skips unless this process can mount FUSE filesystems.
-func requireMount(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("--mount needs root for mount(2)")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("--mount needs /dev/fuse: %v", err)
-	}
-}
 
 // checkMounted is check with Mount set; it then asserts that nothing is
 // mounted below the work directory and that the directory was emptied.
@@ -58,7 +48,7 @@ func checkMounted(t *testing.T, target, source string, logger *log.Logger) *chec
 // read as EIO, reported unreadable as the RAFS reader reports them; an
 // image whose blob is not in the manifest is reported, not mounted.
 func TestCheckMount(t *testing.T) {
-	requireMount(t)
+	testenv.RequireFUSE(t)
 	fx := converted(t)
 	rep := checkMounted(t, fx.target, fx.src, nil)
 	if !rep.OK || !rep.Mounted || len(rep.Rules) != 3 || rep.Files < 7 {

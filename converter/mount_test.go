@@ -52,10 +52,7 @@ func mountTarget(t *testing.T, target string, logger *log.Logger) string {
 // result with FUSE, fetching chunks from the registry, and requires the
 // mounted tree to equal umoci's flattening of the source.
 func TestMountConvertedImage(t *testing.T) {
-	testenv.RequireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
+	testenv.RequireFUSE(t)
 	host := testenv.StartRegistry(t)
 	srcRef, _ := name.ParseReference(host+"/src/mount:v1", name.Insecure)
 	if err := remote.Write(srcRef, sourceImage(t, true, true)); err != nil {
@@ -82,10 +79,7 @@ func TestMountConvertedImage(t *testing.T) {
 // requires that reading that file through the mount fails with EIO while
 // its neighbours read, and that check fails naming the file.
 func TestFlippedBlobByte(t *testing.T) {
-	testenv.RequireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
+	testenv.RequireFUSE(t)
 	host, storage := testenv.StartRegistryStorage(t)
 	srcRef, _ := name.ParseReference(host+"/src/flip:v1", name.Insecure)
 	if err := remote.Write(srcRef, sourceImage(t, true, false)); err != nil {

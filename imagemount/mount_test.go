@@ -21,14 +21,6 @@ import (
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
 
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	testenv.RequireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
-}
-
 // build makes the fstree sample tree and builds it with 64 KiB chunks.
 func build(t *testing.T) (src, out string) {
 	t.Helper()
@@ -86,7 +78,7 @@ func requireSame(t *testing.T, want, got string) {
 // a backend that has no blobs: the whole tree still reads and equals the
 // source, so prefetch and the durable chunk map did their work.
 func TestPrefetchThenOffline(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	src, out := build(t)
 	cache := t.TempDir()
 	cfg := DefaultConfig()
@@ -132,7 +124,7 @@ func TestPrefetchThenOffline(t *testing.T) {
 // the mount reports no xattr support, so the kernel stops asking; with it
 // on, the source's show.
 func TestHideXattrs(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	src, out := build(t)
 	var withXattr string
 	filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
@@ -186,7 +178,7 @@ func TestStartErrors(t *testing.T) {
 // TestCloseBusy: closing a mount that a file is still open in detaches it
 // lazily, so nothing stays mounted.
 func TestCloseBusy(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	_, out := build(t)
 	cfg := DefaultConfig()
 	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
@@ -210,7 +202,7 @@ func TestCloseBusy(t *testing.T) {
 // TestPrefetchTableFiles builds with the prefetch table naming one
 // directory: prefetch fetches the chunks of the files below it and no other.
 func TestPrefetchTableFiles(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	dir := t.TempDir()
 	src, out := filepath.Join(dir, "src"), filepath.Join(dir, "out")
 	if err := fstree.Make(src, fstree.Options{}); err != nil {
@@ -260,7 +252,7 @@ func TestPrefetchTableFiles(t *testing.T) {
 // but never answers blob requests: a read fails with EIO once the
 // configured timeout passes, instead of hanging the reader.
 func TestBackendTimeoutIsEIO(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	_, out := build(t)
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

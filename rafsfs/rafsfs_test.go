@@ -18,21 +18,12 @@ import (
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/blobcache"
 	"github.com/nydus-go/nydusify/internal/fstree"
+	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 	"github.com/nydus-go/nydusify/rafsfs"
 )
-
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for mount(2) (DirectMount without fusermount)")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
-}
 
 // image is a built fixture: the source tree and the build output.
 type image struct {
@@ -151,7 +142,7 @@ func compareTree(t *testing.T, want, got string) {
 // with the source tree, then remounts on the same cache directory and checks
 // that reading everything again makes no backend request.
 func TestMountTree(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	img := buildImage(t, rafsbuild.Options{Compressor: rafs.CompressZstd, Digester: rafs.DigestBlake3})
 	cacheDir := t.TempDir()
 	logs := &logBuffer{}
@@ -210,7 +201,7 @@ func requireReadOnly(t *testing.T, img *image, mnt string) {
 // TestCorruptChunk flips one byte of a stored chunk: the file holding it
 // fails with EIO, the failure is logged, and other files still read.
 func TestCorruptChunk(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	// Uncompressed, so the flipped byte reaches the digest check.
 	img := buildImage(t, rafsbuild.Options{Compressor: rafs.CompressNone, Digester: rafs.DigestSha256})
 	n, err := img.rd.Lookup("/data/random.bin")
@@ -281,7 +272,7 @@ func TestCorruptChunk(t *testing.T) {
 // TestConcurrentReaders reads one multi-chunk file from several goroutines
 // at once, in different orders and read sizes, through a cold cache.
 func TestConcurrentReaders(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	img := buildImage(t, rafsbuild.Options{Compressor: rafs.CompressZstd, Digester: rafs.DigestBlake3, ChunkSize: 0x10000})
 	be := &countingBackend{Backend: backend.NewLocalFS(img.out)}
 	mnt, _ := mount(t, img, be, t.TempDir(), nil)

@@ -28,7 +28,7 @@ import (
 // the mount with the source tree, then cancels the command's context (what
 // SIGINT does) and checks that it unmounts and returns nil.
 func TestMountCmd(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	dir := t.TempDir()
 	src, out, mnt := filepath.Join(dir, "src"), filepath.Join(dir, "out"), filepath.Join(dir, "mnt")
 	if err := fstree.Make(src, fstree.Options{}); err != nil {
@@ -147,20 +147,12 @@ func (p *mountProc) stop(t *testing.T, mnt string) {
 	}
 }
 
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	testenv.RequireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("no /dev/fuse")
-	}
-}
-
 // TestMountRegistryTarget converts the sample tree into a real registry
 // with the CLI, mounts the image by reference with prefetch, compares the
 // mounted tree with the source, waits for the prefetch to finish and stops
 // the mount with SIGINT.
 func TestMountRegistryTarget(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	host := testenv.StartRegistry(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
@@ -203,7 +195,7 @@ func TestMountRegistryTarget(t *testing.T) {
 // blobcache work_dir, enable_xattr) and rejects a configuration with a key
 // nydusd does not know, naming it.
 func TestMountConfig(t *testing.T) {
-	requireFUSE(t)
+	testenv.RequireFUSE(t)
 	dir := t.TempDir()
 	src, out, mnt, cache := filepath.Join(dir, "src"), filepath.Join(dir, "out"), filepath.Join(dir, "mnt"), filepath.Join(dir, "cache")
 	if err := fstree.Make(src, fstree.Options{}); err != nil {

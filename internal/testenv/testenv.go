@@ -30,6 +30,16 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// RequireFUSE skips the test unless it runs as root with /dev/fuse: our
+// FUSE mounts call mount(2) directly, without fusermount.
+func RequireFUSE(t testing.TB) {
+	t.Helper()
+	RequireRoot(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("no /dev/fuse: %v", err)
+	}
+}
+
 // RequireEROFS skips the test unless it runs as root on a kernel that lists
 // erofs in /proc/filesystems.
 func RequireEROFS(t testing.TB) {
