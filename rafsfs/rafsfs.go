@@ -12,6 +12,7 @@ package rafsfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -96,10 +97,11 @@ func Mount(mountpoint string, rd *rafs.Reader, caches []*blobcache.Cache, opts O
 		timeout = DefaultTimeout
 	}
 	mopts := fuse.MountOptions{
-		DirectMount: true,
-		FsName:      "nydusify",
-		Name:        "rafs",
-		Options:     []string{"ro"},
+		DirectMount:       true,
+		DirectMountStrict: true, // no fusermount fallback: its errors only confuse
+		FsName:            "nydusify",
+		Name:              "rafs",
+		Options:           []string{"ro"},
 		// Read-only at the mount level too, with fusermount's defaults.
 		DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
 		// READ requests of up to 1 MiB, a chunk's default size.
@@ -121,6 +123,9 @@ func Mount(mountpoint string, rd *rafs.Reader, caches []*blobcache.Cache, opts O
 		Logger:          root.fsys.logger,
 		RootStableAttr:  &fs.StableAttr{Mode: syscall.S_IFDIR, Ino: root.n.Nid},
 	})
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+		return nil, fmt.Errorf("mounting %s: %w (FUSE mounts call mount(2) directly and need root)", mountpoint, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mounting %s: %w", mountpoint, err)
 	}

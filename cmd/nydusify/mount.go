@@ -49,7 +49,8 @@ Backends (--backend-type, --backend-config as nydusd's "config" object):
 --config reads a nydusd JSON configuration (device.backend, device.cache
 work_dir, enable_xattr, amplify_io, fs_prefetch); flags given as well
 override it. Keys nydusd does not know are errors; keys it knows that this
-mount ignores are logged.
+mount ignores are logged. As with nydusd, xattrs show only when the file
+sets "enable_xattr": true.
 
 --prefetch fetches the files of the bootstrap's prefetch table, or every
 chunk when it has none, in the background.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -248,5 +249,33 @@ func TestMountConfig(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "panic") {
 			t.Errorf("%v: exit %d, stderr %q; want failure mentioning %q", c.args, r.code, r.stderr, c.want)
 		}
+	}
+}
+
+// TestMountNotRoot: as another user, mount fails with a message saying it
+// needs root, not with fusermount's noise.
+func TestMountNotRoot(t *testing.T) {
+	testenv.RequireFUSE(t)
+	// t.TempDir's parents are private to root; the mount runs as nobody.
+	base, err := os.MkdirTemp("", "nydusify-mount-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	src, out, mnt := filepath.Join(base, "src"), filepath.Join(base, "out"), filepath.Join(base, "mnt")
+	os.Mkdir(src, 0o755)
+	os.Mkdir(mnt, 0o777)
+	os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644)
+	if r := run(t, nil, "build", "--source-dir", src, "--output-dir", out, "--name", "img"); r.code != 0 {
+		t.Fatalf("build: %s", r.stderr)
+	}
+	for _, p := range []string{base, out, mnt} {
+		os.Chmod(p, 0o777)
+	}
+	os.Chmod(filepath.Join(out, "img.meta"), 0o644)
+	r := run(t, &syscall.Credential{Uid: 65534, Gid: 65534}, "mount", "--bootstrap", filepath.Join(out, "img.meta"),
+		"--backend-config", fmt.Sprintf(`{"dir":%q}`, out), "--mount-path", mnt)
+	if r.code == 0 || !strings.Contains(r.stderr, "need root") || strings.Contains(r.stderr, "fusermount") {
+		t.Errorf("mount as nobody: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
