@@ -5,7 +5,9 @@
 # v6 image straight from the tree, inspect it while verifying every chunk,
 # then prove it: as root, the Linux kernel mounts the bootstrap as EROFS over
 # the blob views and the mounted tree is compared with the source; otherwise
-# the image is unpacked with our reader and compared.
+# the image is unpacked with our reader and compared. Then check proves the
+# converted image equals its source, and, as root, nydusify mount serves it
+# lazily over FUSE and the mounted tree is compared with the source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -40,12 +42,27 @@ if [[ $(id -u) == 0 ]] && grep -qw erofs /proc/filesystems; then
 	devopts=$(printf 'device=%s,' "${loops[@]}")
 	mkdir -p "$demo/mnt"
 	mount -t erofs -o "ro,${devopts%,}" "$meta_loop" "$demo/mnt"
-	rc=0
-	go run ./internal/treecmp/treediff "$demo/rootfs" "$demo/mnt" || rc=$?
+	go run ./internal/treecmp/treediff "$demo/rootfs" "$demo/mnt"
 	umount "$demo/mnt"
 	losetup -d "$meta_loop" "${loops[@]}"
+else
+	echo "== unpack with our reader and compare (not root: no kernel mount)"
+	bin/nydusify unpack "$demo/out/sample.meta" --blob-dir "$demo/out" --output "$demo/unpacked"
+	go run ./internal/treecmp/treediff "$demo/rootfs" "$demo/unpacked"
+fi
+
+echo "== nydusify check: the converted image against its source, every file compared"
+bin/nydusify check --target "oci:$demo/nydus:sample" --source "oci:$demo/oci:sample" --output-json "$demo/check.json"
+
+if [[ $(id -u) == 0 && -e /dev/fuse ]]; then
+	echo "== nydusify mount: the converted image, lazily over FUSE, compared with the source"
+	mkdir -p "$demo/fuse"
+	coproc MOUNT { exec bin/nydusify mount --target "oci:$demo/nydus:sample" --mount-path "$demo/fuse" --prefetch --json; }
+	read -r ready <&"${MOUNT[0]}"
+	echo "$ready"
+	rc=0
+	go run ./internal/treecmp/treediff "$demo/rootfs" "$demo/fuse" || rc=$?
+	kill -INT "$MOUNT_PID"
+	wait "$MOUNT_PID" || rc=$?
 	exit $rc
 fi
-echo "== unpack with our reader and compare (not root: no kernel mount)"
-bin/nydusify unpack "$demo/out/sample.meta" --blob-dir "$demo/out" --output "$demo/unpacked"
-go run ./internal/treecmp/treediff "$demo/rootfs" "$demo/unpacked"
