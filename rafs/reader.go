@@ -565,7 +565,7 @@ func (rd *Reader) readDigests() ([]map[uint32][32]byte, error) {
 	}
 	out := make([]map[uint32][32]byte, len(rd.Blobs))
 	for i := range out {
-		out[i] = map[uint32][32]byte{}
+		out[i] = make(map[uint32][32]byte, rd.Blobs[i].ChunkCount)
 	}
 	for off := 0; off+ChunkTableEntrySize <= len(buf); off += ChunkTableEntrySize {
 		c := UnmarshalChunkInfo(buf[off:])
