@@ -12,13 +12,15 @@
 //     warm, and once with the page cache dropped). Then a full metadata walk
 //     (ReadDir of every directory, Lstat of every entry) of the mount, twice,
 //     against the same walk of the source directory.
-//  2. Full recursive read of a realistic image, -tree (default: the Go
-//     installation), built with `nydusify build` (zstd): every regular file
-//     read to the end by a fixed pool of readers, from the plain directory
-//     (page cache cold and warm), from the mount with the localfs backend and
-//     a cold chunk cache, with the registry backend (a real registry on
-//     127.0.0.1) and a cold chunk cache, and remounted over the warm chunk
-//     cache. Times are compared with the plain directory's.
+//  2. Full recursive read of a realistic image: -tree (default: the Go
+//     installation) as a one-layer OCI image, converted with `nydusify
+//     convert` (zstd) into an OCI layout and into a real registry on
+//     127.0.0.1. Every regular file is read to the end by a fixed pool of
+//     readers from the plain directory (page cache cold and warm), and
+//     through `nydusify mount --target`: the layout (localfs backend) with a
+//     cold chunk cache, the registry with a cold chunk cache, and the layout
+//     remounted over the warm chunk cache. Times are compared with the plain
+//     directory's.
 //
 // Mount time is the best of -runs (default 3); every walk and read case runs
 // once, or -runs times when -runs is given, and its best is reported. It
@@ -52,19 +54,19 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 
-	"github.com/nydus-go/nydusify/packer"
+	"github.com/nydus-go/nydusify/converter"
+	"github.com/nydus-go/nydusify/internal/treetar"
 )
 
 // readers is the number of files read at once in every read case.
 const readers = 4
 
-// repoName is the repository the registry case pushes the blobs to.
+// repoName is the repository the registry case converts the image into.
 const repoName = "bench/image"
 
 // row is one timed case.
@@ -97,7 +99,7 @@ type report struct {
 	TreeBytes          int64     `json:"tree_bytes"`
 	TreeBootstrapBytes int64     `json:"tree_bootstrap_bytes"`
 	TreeBlobBytes      int64     `json:"tree_blob_bytes"`
-	TreeBuildSecs      float64   `json:"tree_build_seconds"`
+	TreeConvertSecs    float64   `json:"tree_convert_seconds"`
 	Readers            int       `json:"readers"`
 	Read               []row     `json:"read"`
 }
@@ -269,31 +271,26 @@ func (b *bench) mountCases(ctx context.Context, rep *report, entries int) error 
 	return nil
 }
 
-// readCases measures full reads of tree, plain and through the mount.
+// readCases measures full reads of tree, plain and through the mount. The
+// image is the tree as a one-layer OCI image converted by `nydusify
+// convert`, once into an OCI layout (the localfs cases mount it by
+// reference, blobs read from the layout) and once into a registry.
 func (b *bench) readCases(ctx context.Context, rep *report, tree string) error {
-	out := filepath.Join(b.tmp, "tree.out")
-	b.logf("nydusify build of %s", tree)
-	secs, err := b.buildImage(ctx, tree, out)
+	src := "oci:" + filepath.Join(b.tmp, "tree.oci") + ":tree"
+	b.logf("writing %s as a one-layer OCI image", tree)
+	if err := writeImage(tree, src); err != nil {
+		return err
+	}
+	local := "oci:" + filepath.Join(b.tmp, "tree.nydus") + ":tree"
+	conv, secs, err := b.convert(ctx, src, local)
 	if err != nil {
 		return err
 	}
-	rep.Tree, rep.TreeBuildSecs = tree, secs
-	blobs, err := blobFiles(out)
-	if err != nil {
-		return err
+	rep.Tree, rep.TreeConvertSecs = tree, secs
+	if len(conv.Platforms) != 1 {
+		return fmt.Errorf("convert made %d platform images, want 1", len(conv.Platforms))
 	}
-	for _, p := range blobs {
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		rep.TreeBlobBytes += st.Size()
-	}
-	st, err := os.Stat(filepath.Join(out, "img.meta"))
-	if err != nil {
-		return err
-	}
-	rep.TreeBootstrapBytes = st.Size()
+	rep.TreeBootstrapBytes, rep.TreeBlobBytes = int64(conv.Platforms[0].BootstrapSize), conv.Platforms[0].BlobBytes
 
 	// want is what every read must find: the plain directory's totals.
 	var want readStats
@@ -340,7 +337,7 @@ func (b *bench) readCases(ctx context.Context, rep *report, tree string) error {
 	}
 	rep.TreeFiles, rep.TreeBytes = want.files, want.bytes
 
-	localfs := b.localfsArgs(out)
+	localfs := []string{"--target", local}
 	var cache string
 	for i := 0; i < b.readRuns; i++ {
 		cache = b.newPath("cache")
@@ -364,11 +361,11 @@ func (b *bench) readCases(ctx context.Context, rep *report, tree string) error {
 	}
 	defer reg.stop()
 	rep.Registry = reg.kind
-	if err := b.push(reg, blobs); err != nil {
+	remote := reg.host + "/" + repoName + ":tree"
+	if _, _, err := b.convert(ctx, src, remote, "--plain-http"); err != nil {
 		return err
 	}
-	regArgs := []string{"--backend-type", "registry", "--backend-config",
-		fmt.Sprintf(`{"scheme":"http","host":%q,"repo":%q}`, reg.host, repoName), "--bootstrap", filepath.Join(out, "img.meta")}
+	regArgs := []string{"--target", remote, "--plain-http"}
 	for i := 0; i < b.readRuns; i++ {
 		secs, err := mounted("mount registry, cold chunk cache", regArgs, b.newPath("cache"))
 		if err != nil {
@@ -447,40 +444,65 @@ func dropCaches() bool {
 // buildImage runs `nydusify build` of src into out (bootstrap img.meta) and
 // returns its wall time.
 func (b *bench) buildImage(ctx context.Context, src, out string) (float64, error) {
-	logPath := b.newPath("build") + ".log"
+	secs, err := b.runLogged(ctx, "build", "--source-dir", src, "--output-dir", out, "--name", "img")
+	if err == nil {
+		b.logf("built in %.1f s", secs)
+	}
+	return secs, err
+}
+
+// convert runs `nydusify convert` of source into target (extra flags
+// appended) and returns its report and wall time.
+func (b *bench) convert(ctx context.Context, source, target string, extra ...string) (*converter.Report, float64, error) {
+	reportPath := b.newPath("convert") + ".json"
+	args := append([]string{"convert", "--source", source, "--target", target, "--output-json", reportPath}, extra...)
+	secs, err := b.runLogged(ctx, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	data, err := os.ReadFile(reportPath)
+	if err != nil {
+		return nil, 0, err
+	}
+	var rep converter.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		return nil, 0, fmt.Errorf("convert report %s: %w", reportPath, err)
+	}
+	b.logf("converted %s to %s in %.1f s", source, target, secs)
+	return &rep, secs, nil
+}
+
+// runLogged runs the nydusify binary with args, its output in a log file
+// whose tail goes into the error, and returns its wall time.
+func (b *bench) runLogged(ctx context.Context, args ...string) (float64, error) {
+	logPath := b.newPath(args[0]) + ".log"
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return 0, err
 	}
 	defer logf.Close()
-	cmd := exec.CommandContext(ctx, b.bin, "build", "--source-dir", src, "--output-dir", out, "--name", "img")
+	cmd := exec.CommandContext(ctx, b.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("nydusify build of %s: %w%s", src, err, logTail(logPath))
+		return 0, fmt.Errorf("nydusify %s: %w%s", strings.Join(args, " "), err, logTail(logPath))
 	}
-	secs := time.Since(start).Seconds()
-	b.logf("built in %.1f s", secs)
-	return secs, nil
+	return time.Since(start).Seconds(), nil
 }
 
-// blobFiles lists the data blobs of a build output directory: the files
-// named by a 64-hex blob id.
-func blobFiles(out string) ([]string, error) {
-	ents, err := os.ReadDir(out)
+// writeImage writes the tree under dir as a one-layer image into the OCI
+// layout ref ("oci:DIR:TAG").
+func writeImage(dir, ref string) error {
+	layoutDir, tag, _ := strings.Cut(strings.TrimPrefix(ref, "oci:"), ":")
+	img, err := treetar.Image(dir)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var blobs []string
-	for _, e := range ents {
-		if _, err := v1.NewHash("sha256:" + e.Name()); err == nil && e.Type().IsRegular() {
-			blobs = append(blobs, filepath.Join(out, e.Name()))
-		}
+	lp, err := layout.Write(layoutDir, empty.Index)
+	if err != nil {
+		return err
 	}
-	if len(blobs) == 0 {
-		return nil, fmt.Errorf("no blob in %s", out)
-	}
-	return blobs, nil
+	return lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag}))
 }
 
 // makeTree writes a deterministic tree of n entries below dir: directories
@@ -774,10 +796,7 @@ func logTail(path string) string {
 type reg struct {
 	kind string // what serves it
 	host string // 127.0.0.1:PORT
-	// alias makes the stored blob with hex digest content also answer to
-	// hex digest id in repoName.
-	alias func(content, id string) error
-	stop  func()
+	stop func()
 }
 
 // startRegistry starts Debian's docker-registry with filesystem storage
@@ -821,23 +840,6 @@ func (b *bench) startRegistry() (*reg, error) {
 		cmd.Wait()
 		logf.Close()
 	}}
-	// Distribution's layout: the data under blobs/ by content digest, and a
-	// link per repository naming the digest.
-	v2 := filepath.Join(storage, "docker", "registry", "v2")
-	r.alias = func(content, id string) error {
-		to := filepath.Join(v2, "blobs", "sha256", id[:2], id)
-		if err := os.MkdirAll(to, 0o755); err != nil {
-			return err
-		}
-		if err := os.Link(filepath.Join(v2, "blobs", "sha256", content[:2], content, "data"), filepath.Join(to, "data")); err != nil {
-			return err
-		}
-		link := filepath.Join(v2, "repositories", repoName, "_layers", "sha256", id)
-		if err := os.MkdirAll(link, 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(link, "link"), []byte("sha256:"+id), 0o644)
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := http.Get("http://" + host + "/v2/")
@@ -864,10 +866,7 @@ func (b *bench) startInProcessRegistry() (*reg, error) {
 		return nil, err
 	}
 	srv := httptest.NewServer(registry.New(registry.WithBlobHandler(h), registry.Logger(log.New(io.Discard, "", 0))))
-	r := &reg{kind: "go-containerregistry pkg/registry (in-process)", host: srv.Listener.Addr().String(), stop: srv.Close,
-		alias: func(content, id string) error {
-			return os.Link(filepath.Join(string(h), content), filepath.Join(string(h), id))
-		}}
+	r := &reg{kind: "go-containerregistry pkg/registry (in-process)", host: srv.Listener.Addr().String(), stop: srv.Close}
 	b.logf("started %s on %s", r.kind, r.host)
 	return r, nil
 }
@@ -917,41 +916,6 @@ func (d fileBlobs) Put(_ context.Context, _ string, h v1.Hash, rc io.ReadCloser)
 	return err
 }
 
-// push uploads every blob file to repoName by its content digest. The
-// registry backend asks for a blob by its blob id, which for a directory
-// build is not the sha256 of the file (upstream's id leaves out the digest
-// array), so each blob is also registered under its id in the registry's
-// storage.
-func (b *bench) push(r *reg, blobs []string) error {
-	repo, err := name.NewRepository(r.host+"/"+repoName, name.Insecure)
-	if err != nil {
-		return err
-	}
-	for _, p := range blobs {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		layer := static.NewLayer(data, packer.MediaTypeNydusBlob)
-		start := time.Now()
-		if err := remote.WriteLayer(repo, layer); err != nil {
-			return fmt.Errorf("pushing %s: %w", p, err)
-		}
-		dig, err := layer.Digest()
-		if err != nil {
-			return err
-		}
-		id := filepath.Base(p)
-		b.logf("pushed blob %s (%.1f MB) as %s in %.1f s", id, mb(int64(len(data))), dig, time.Since(start).Seconds())
-		if dig.Hex != id {
-			if err := r.alias(dig.Hex, id); err != nil {
-				return fmt.Errorf("registering blob %s under its id: %w", dig, err)
-			}
-		}
-	}
-	return nil
-}
-
 func printReport(w io.Writer, r *report) {
 	cache := "page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every cold case"
 	if !r.PageCacheDropped {
@@ -971,8 +935,8 @@ func printReport(w io.Writer, r *report) {
 		fmt.Fprintf(w, "%-43s %9.3f %13.2fx %13.2fx\n", x.Case, x.Seconds, x.VsPlainCold, x.VsPlainWarm)
 	}
 
-	fmt.Fprintf(w, "\n== full read of %s: %d files, %.1f MB; bootstrap %.1f MB, blob %.1f MB zstd, built in %.1f s ==\n",
-		r.Tree, r.TreeFiles, mb(r.TreeBytes), mb(r.TreeBootstrapBytes), mb(r.TreeBlobBytes), r.TreeBuildSecs)
+	fmt.Fprintf(w, "\n== full read of %s: %d files, %.1f MB; bootstrap %.1f MB, blob %.1f MB zstd, converted in %.1f s ==\n",
+		r.Tree, r.TreeFiles, mb(r.TreeBytes), mb(r.TreeBootstrapBytes), mb(r.TreeBlobBytes), r.TreeConvertSecs)
 	fmt.Fprintf(w, "%d readers, walk included; registry: %s\n", r.Readers, r.Registry)
 	fmt.Fprintf(w, "%-43s %9s %9s %14s %14s\n", fmt.Sprintf("case, best of %d", r.ReadRuns), "seconds", "MB/s", "vs plain cold", "vs plain warm")
 	for _, x := range r.Read {
