@@ -56,8 +56,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/internal/treetar"
@@ -276,9 +274,10 @@ func (b *bench) mountCases(ctx context.Context, rep *report, entries int) error 
 // convert`, once into an OCI layout (the localfs cases mount it by
 // reference, blobs read from the layout) and once into a registry.
 func (b *bench) readCases(ctx context.Context, rep *report, tree string) error {
-	src := "oci:" + filepath.Join(b.tmp, "tree.oci") + ":tree"
+	srcLayout := filepath.Join(b.tmp, "tree.oci")
+	src := "oci:" + srcLayout + ":tree"
 	b.logf("writing %s as a one-layer OCI image", tree)
-	if err := writeImage(tree, src); err != nil {
+	if err := treetar.WriteLayout(tree, srcLayout, "tree"); err != nil {
 		return err
 	}
 	local := "oci:" + filepath.Join(b.tmp, "tree.nydus") + ":tree"
@@ -488,21 +487,6 @@ func (b *bench) runLogged(ctx context.Context, args ...string) (float64, error) 
 		return 0, fmt.Errorf("nydusify %s: %w%s", strings.Join(args, " "), err, logTail(logPath))
 	}
 	return time.Since(start).Seconds(), nil
-}
-
-// writeImage writes the tree under dir as a one-layer image into the OCI
-// layout ref ("oci:DIR:TAG").
-func writeImage(dir, ref string) error {
-	layoutDir, tag, _ := strings.Cut(strings.TrimPrefix(ref, "oci:"), ":")
-	img, err := treetar.Image(dir)
-	if err != nil {
-		return err
-	}
-	lp, err := layout.Write(layoutDir, empty.Index)
-	if err != nil {
-		return err
-	}
-	return lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag}))
 }
 
 // makeTree writes a deterministic tree of n entries below dir: directories

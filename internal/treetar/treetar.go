@@ -20,6 +20,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -170,4 +171,18 @@ func Image(dir string) (v1.Image, error) {
 	}
 	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
 	return mutate.ConfigFile(img, cfg)
+}
+
+// WriteLayout writes Image(dir) into a new OCI image layout at layoutDir,
+// tagged tag (org.opencontainers.image.ref.name).
+func WriteLayout(dir, layoutDir, tag string) error {
+	img, err := Image(dir)
+	if err != nil {
+		return err
+	}
+	lp, err := layout.Write(layoutDir, empty.Index)
+	if err != nil {
+		return err
+	}
+	return lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag}))
 }

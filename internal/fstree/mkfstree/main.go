@@ -10,9 +10,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/treetar"
 )
@@ -46,13 +43,5 @@ func writeImage(dir, ref string) error {
 	if !ok || path == "" || tag == "" {
 		return fmt.Errorf("-oci wants LAYOUT:TAG, got %q", ref)
 	}
-	img, err := treetar.Image(dir)
-	if err != nil {
-		return err
-	}
-	lp, err := layout.Write(path, empty.Index)
-	if err != nil {
-		return err
-	}
-	return lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag}))
+	return treetar.WriteLayout(dir, path, tag)
 }
