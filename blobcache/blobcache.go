@@ -87,7 +87,7 @@ type Cache struct {
 	mu       sync.Mutex // guards inflight
 	inflight map[uint32]*fetch
 
-	flushMu sync.Mutex // guards pending and serialises flushes
+	flushMu sync.Mutex // guards pending
 	pending []uint32   // ready chunks whose marks are not yet in cmap
 	stop    chan struct{}
 	stopped chan struct{}
@@ -465,24 +465,38 @@ func (c *Cache) flusher() {
 
 // flush syncs the blob's view, then writes the marks of the chunks cached
 // before the sync: a mark never reaches the chunk map ahead of its data.
+// Readers committing chunks meanwhile are not held up by the fsync. Only
+// the flusher, and Close after it has stopped, call it.
 func (c *Cache) flush() error {
 	c.flushMu.Lock()
-	defer c.flushMu.Unlock()
-	if len(c.pending) == 0 {
+	pending := c.pending
+	c.pending = nil
+	c.flushMu.Unlock()
+	if len(pending) == 0 {
 		return nil
 	}
+	if err := c.writeMarks(pending); err != nil {
+		// Keep them for the next flush, as if this one never ran.
+		c.flushMu.Lock()
+		c.pending = append(c.pending, pending...)
+		c.flushMu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (c *Cache) writeMarks(pending []uint32) error {
 	e := &c.blob.Entry
 	if err := c.data.Sync(); err != nil {
 		return fmt.Errorf("syncing blob data of %s: %w", e.BlobID, err)
 	}
-	slices.Sort(c.pending)
+	slices.Sort(pending)
 	one := []byte{1}
-	for _, i := range c.pending {
+	for _, i := range pending {
 		if _, err := c.cmap.WriteAt(one, int64(i)); err != nil {
 			return fmt.Errorf("marking chunk %d of blob %s: %w", i, e.BlobID, err)
 		}
 	}
-	c.pending = c.pending[:0]
 	return nil
 }
 
