@@ -47,7 +47,9 @@ func Write(w io.Writer, root string) error {
 		if err := tw.WriteHeader(h); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
-		if h.Typeflag != tar.TypeReg {
+		// An empty file has no body to copy; not opening it lets a non-root
+		// user pack files whose mode forbids reading (modes/0000 in fstree).
+		if h.Typeflag != tar.TypeReg || h.Size == 0 {
 			return nil
 		}
 		f, err := os.Open(p)
