@@ -83,7 +83,9 @@ func image(t testing.TB, tweak func([]entry) []entry) v1.Image {
 	if tweak != nil {
 		l1 = tweak(l1)
 	}
-	l2 := []entry{reg(".wh.gone", "", 0o644), reg("etc/new", "layer 2", 0o644)}
+	// A symlink whose header mode is 0644 is still 0777 once applied.
+	l2 := []entry{reg(".wh.gone", "", 0o644), reg("etc/new", "layer 2", 0o644),
+		{name: "etc/sym644", link: "new", typ: tar.TypeSymlink, mode: 0o644}}
 	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	img, err := mutate.AppendLayers(base, layerOf(t, l1...), layerOf(t, l2...))
 	if err != nil {

@@ -193,7 +193,8 @@ func tarFile(h *tar.Header, r io.Reader) (*file, error) {
 	case tar.TypeDir:
 		f.typ = "directory"
 	case tar.TypeSymlink:
-		f.typ, f.target, f.size = "symlink", h.Linkname, uint64(len(h.Linkname))
+		// Appliers create symlinks with symlink(2): mode 0777 whatever the header says.
+		f.typ, f.target, f.size, f.mode = "symlink", h.Linkname, uint64(len(h.Linkname)), 0o777
 	case tar.TypeChar, tar.TypeBlock:
 		f.typ = map[byte]string{tar.TypeChar: "char device", tar.TypeBlock: "block device"}[h.Typeflag]
 		f.rdev = fmt.Sprintf("%d:%d", h.Devmajor, h.Devminor)

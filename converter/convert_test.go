@@ -130,7 +130,10 @@ func sourceImage(t testing.TB, oci, zstd bool) v1.Image {
 		dirE("f2d/", 0o755), reg("f2d/inner", "inner", 0o644), reg("d2f", "now a file", 0o644),
 		reg("etc/hostname", "upper", 0o644), dirE("gnu/", 0o755), reg("gnu/"+long, "gnu long name", 0o644),
 		reg("implied/parents/file", "made up parents", 0o644), reg("data/copy", big, 0o644))
-	l3 := tarBytes(t, tar.FormatUSTAR, reg("etc/.wh.xattrs", "", 0o644), reg("etc/new", "layer 3", 0o644))
+	// Linux gives symlinks mode 0777 whatever the header says; umoci does too.
+	sym644 := typed("etc/sym644", tar.TypeSymlink, "new")
+	sym644.Mode = 0o644
+	l3 := tarBytes(t, tar.FormatUSTAR, reg("etc/.wh.xattrs", "", 0o644), reg("etc/new", "layer 3", 0o644), sym644)
 	mtGz, mtZstd, mtTar := types.OCILayer, types.OCILayerZStd, types.OCIUncompressedLayer
 	if !oci {
 		mtGz, mtZstd, mtTar = types.DockerLayer, types.DockerLayer, types.DockerUncompressedLayer

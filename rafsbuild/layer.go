@@ -198,7 +198,10 @@ func tarEntry(hdr *tar.Header, p string, opts *Options) (*Entry, error) {
 	case tar.TypeDir:
 		e.Mode |= rafs.ModeDir
 	case tar.TypeSymlink:
-		e.Mode |= rafs.ModeLnk
+		// Linux gives every symlink mode 0777 whatever the tar header says, so
+		// containerd and umoci unpack the source that way; storing 0777 makes
+		// the kernel mount, our FUSE mount and unpack show what they show.
+		e.Mode = rafs.ModeLnk | 0o777
 		e.Target = hdr.Linkname
 	case tar.TypeChar, tar.TypeBlock:
 		e.Mode |= rafs.ModeChr

@@ -65,7 +65,7 @@ type node struct {
 	once   sync.Once // loads ents or chunks
 	err    error
 	ents   map[string]rafs.DirEntry // directories
-	list   []rafs.DirEntry          // directories, on-disk order, without . and ..
+	list   []rafs.DirEntry          // directories, on-disk order, with . and ..
 	chunks []rafs.ChunkAddr         // regular files
 }
 
@@ -167,10 +167,11 @@ func (n *node) loadDir() error {
 		}
 		n.ents = make(map[string]rafs.DirEntry, len(ents))
 		for _, e := range ents {
-			if e.Name == "." || e.Name == ".." {
-				continue
+			if e.Name != "." && e.Name != ".." {
+				n.ents[e.Name] = e
 			}
-			n.ents[e.Name] = e
+			// "." and ".." are listed (as on the kernel's EROFS mount) but
+			// never looked up: the kernel resolves them itself.
 			n.list = append(n.list, e)
 		}
 	})

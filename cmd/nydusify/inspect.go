@@ -21,7 +21,7 @@ func newInspectCmd() *cobra.Command {
 With --blob-dir, every blob of the blob table is opened from that directory
 and every chunk is read, decompressed and checked against its digest; any
 mismatch is an error (exit status 1).`,
-		Args: cobra.ExactArgs(1),
+		Args: bootstrapArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			img, err := extract.Open(args[0], blobDir)
 			if err != nil {

@@ -29,7 +29,8 @@ func newRootCmd() *cobra.Command {
 	var logLevel string
 	root := &cobra.Command{
 		Use:           "nydusify",
-		Short:         "Convert OCI images to Nydus (RAFS v6), build, check, inspect and unpack them, in pure Go",
+		Short:         "Convert OCI images to Nydus (RAFS v6); build, check, mount, inspect and unpack them, in pure Go",
+		Version:       readVersion().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -43,8 +44,22 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(newBuildCmd(), newConvertCmd(), newCheckCmd(), newMountCmd(), newInspectCmd(), newUnpackCmd())
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(newBuildCmd(), newConvertCmd(), newCheckCmd(), newMountCmd(), newInspectCmd(), newUnpackCmd(), newVersionCmd())
 	return root
+}
+
+// bootstrapArg requires exactly one argument, the bootstrap file, with an
+// error that shows the usage instead of cobra's argument count.
+func bootstrapArg(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 1:
+		return nil
+	case 0:
+		return fmt.Errorf("%s needs the bootstrap file to read: nydusify %s", cmd.Name(), cmd.Use)
+	default:
+		return fmt.Errorf("%s takes one bootstrap file, got %d arguments (%q): nydusify %s", cmd.Name(), len(args), args, cmd.Use)
+	}
 }
 
 // printJSON writes v to stdout as indented JSON, for --json outputs.

@@ -27,7 +27,7 @@ With --blob-view, each blob is instead expanded into --output as
 the layout of nydusd's blob cache. The Linux EROFS driver mounts the
 bootstrap with these files as devices, in the printed order:
   mount -t erofs -o device=VIEW1,device=VIEW2 BOOTSTRAP MNT`,
-		Args: cobra.ExactArgs(1),
+		Args: bootstrapArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bootstrap = args[0]
 			if output == "" {
