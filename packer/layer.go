@@ -102,11 +102,10 @@ func BootstrapMediaType(manifestType types.MediaType) types.MediaType {
 }
 
 // BootstrapLayer builds the last layer of a Nydus image: a gzip tar (Go's default level)
-// holding the directory "image/" (0755), [BootstrapName] (0444) with the content of
+// holding the directory "image" (0755), [BootstrapName] (0444) with the content of
 // bootstrapPath, then one "image/<Name>" (0444) per extra file in the order given. Headers
 // carry no owner, group or time, as nydus-snapshotter's packToTar writes them, so the same
-// files give the same bytes. (packToTar names the directory "image", without the slash;
-// consumers look files up by name, so either works.) mediaType must be a gzip layer type;
+// files give the same bytes. mediaType must be a gzip layer type;
 // [BootstrapMediaType] gives the one [Image] expects.
 //
 // The gzip stream is written to a new temporary file in workDir ("" means os.TempDir()),
@@ -144,7 +143,9 @@ func BootstrapLayer(bootstrapPath string, extra []NamedFile, mediaType types.Med
 	zw := gzip.NewWriter(gzSize)
 	tw := tar.NewWriter(io.MultiWriter(zw, tarSum))
 	dir := path.Dir(BootstrapName)
-	if err := tw.WriteHeader(&tar.Header{Name: dir + "/", Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
+	// Named "image", without a trailing slash, exactly as nydus-snapshotter's packToTar
+	// writes it, so the same bootstrap gives the same layer digest as upstream's.
+	if err := tw.WriteHeader(&tar.Header{Name: dir, Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
 		return nil, fmt.Errorf("building bootstrap layer: %w", err)
 	}
 	for _, nf := range files {

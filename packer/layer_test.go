@@ -201,7 +201,7 @@ func TestBootstrapLayer(t *testing.T) {
 		typ  byte
 		path string
 	}{
-		{"image/", 0o755, tar.TypeDir, ""},
+		{"image", 0o755, tar.TypeDir, ""}, // nydus-snapshotter packToTar: filepath.Dir("image/image.boot")
 		{"image/image.boot", 0o444, tar.TypeReg, boot},
 		{"image/" + extra[0].Name, 0o444, tar.TypeReg, meta1},
 		{"image/prefetch.files", 0o444, tar.TypeReg, meta2},
