@@ -3,8 +3,11 @@ GO ?= go
 
 .PHONY: build test fmt-check vet demo fuzz bench bench-mount
 
+# CGO_ENABLED=0: net and os/user would otherwise link libc dynamically; the
+# binary is meant to be one static file (TestStaticBinary checks it).
+BIN ?= bin/nydusify
 build:
-	$(GO) build -o bin/nydusify ./cmd/nydusify
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/nydusify
 
 test:
 	$(GO) test -count=1 -timeout 20m ./...

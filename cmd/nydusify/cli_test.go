@@ -35,7 +35,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755) // TestUnreadableFile runs it as another user
 	binary = filepath.Join(dir, "nydusify")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build does
+	if out, err := build.CombinedOutput(); err != nil {
 		panic("building nydusify: " + err.Error() + "\n" + string(out))
 	}
 	code := m.Run()
