@@ -17,6 +17,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -353,8 +354,29 @@ func newOutput(dir string) (*output, error) {
 		o.created = true
 	} else if err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
+	} else if err := requireEmpty(dir); err != nil {
+		return nil, err
 	}
 	return o, nil
+}
+
+// requireEmpty refuses an output directory that holds anything: a second
+// build there would leave two bootstraps and their blobs side by side and
+// replace output.json, describing only one of them.
+func requireEmpty(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("output directory %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("output directory %s is not empty (it holds %q): give a new or empty directory, a build never mixes its files with others", dir, names[0])
+	}
+	return nil
 }
 
 func (o *output) temp(kind string) (*os.File, error) {

@@ -87,7 +87,7 @@ left in the output directory.`,
 	f := cmd.Flags()
 	prefetchPatterns = prefetchFlags(f, "no prefetch table is written")
 	f.StringVar(&sourceDir, "source-dir", "", "directory to build from (required)")
-	f.StringVar(&outputDir, "output-dir", "", "directory for the bootstrap, blob and output.json (created if missing; required)")
+	f.StringVar(&outputDir, "output-dir", "", "new or empty directory for the bootstrap, blob and output.json (created if missing; required)")
 	f.StringVar(&name, "name", "image", "bootstrap file name, without the .meta suffix")
 	f.StringVar(&compressor, "compressor", "zstd", "chunk compression: none, lz4_block or zstd")
 	f.StringVar(&digester, "digester", "blake3", "chunk digest: blake3 or sha256")

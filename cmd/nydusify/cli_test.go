@@ -166,6 +166,20 @@ func TestBadInput(t *testing.T) {
 	if _, err := os.Stat(inSource); !os.IsNotExist(err) {
 		t.Errorf("output directory inside the source was created (%v)", err)
 	}
+	t.Run("output holds an image", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "out")
+		if r := run(t, nil, "build", "--source-dir", good, "--output-dir", out); r.code != 0 {
+			t.Fatalf("first build: exit %d, %s", r.code, r.stderr)
+		}
+		before, _ := os.ReadDir(out)
+		r := run(t, nil, "build", "--source-dir", good, "--output-dir", out, "--name", "second")
+		if r.code == 0 || !strings.Contains(r.stderr, "is not empty") {
+			t.Errorf("second build into %s: exit %d, stderr %q; want a refusal", out, r.code, r.stderr)
+		}
+		if after, _ := os.ReadDir(out); len(after) != len(before) {
+			t.Errorf("output directory went from %d to %d entries", len(before), len(after))
+		}
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")
