@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/nydus-go/nydusify/internal/retry"
 )
 
 // DefaultTimeout bounds each registry request (token exchange included) when
@@ -28,6 +30,16 @@ type registryOptions struct {
 	keychain  authn.Keychain
 	transport http.RoundTripper
 	timeout   time.Duration
+	retry     retry.Policy
+}
+
+// WithRetry sets the retry policy of every request and of every range read
+// (a body cut short is read again); the default is retry.Default.
+func WithRetry(p retry.Policy) RegistryOption {
+	return func(o *registryOptions) error {
+		o.retry = p
+		return nil
+	}
 }
 
 // WithAuth uses a fixed authenticator. The default is anonymous access.
@@ -63,8 +75,9 @@ func WithTransport(t http.RoundTripper) RegistryOption {
 	}
 }
 
-// WithTimeout bounds each request, from sending it to reading the last byte
-// of its body; the default is DefaultTimeout. It must be positive.
+// WithTimeout bounds each attempt of a request, from sending it to reading
+// the last byte of its body; the default is DefaultTimeout. It must be
+// positive.
 func WithTimeout(d time.Duration) RegistryOption {
 	return func(o *registryOptions) error {
 		if d <= 0 {
@@ -93,12 +106,13 @@ var _ Backend = (*Registry)(nil)
 // until a blob is read; the token exchange happens then, under the request's
 // timeout, and is retried on the next read if it fails.
 func NewRegistry(repo name.Repository, opts ...RegistryOption) (*Registry, error) {
-	o := registryOptions{transport: remote.DefaultTransport, timeout: DefaultTimeout}
+	o := registryOptions{transport: remote.DefaultTransport, timeout: DefaultTimeout, retry: retry.Default}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
 	}
+	o.transport = o.retry.Transport(o.transport)
 	return &Registry{repo: repo, opts: o}, nil
 }
 
@@ -132,12 +146,20 @@ func (r *Registry) blobURL(blobID string) string {
 		r.repo.Registry.Scheme(), r.repo.RegistryStr(), r.repo.RepositoryStr(), blobID)
 }
 
-// do sends one request under the per-request timeout and hands the response
-// to read, which must consume what it needs of the body before returning.
+// do sends a request and hands the response to read, which must consume
+// what it needs of the body before returning. Each attempt runs under the
+// per-request timeout; faults that show only in the body (read returns an
+// error retry.Retryable accepts) make the whole attempt run again.
 func (r *Registry) do(ctx context.Context, method, blobID string, hdr http.Header, read func(*http.Response) error) error {
 	if err := checkID(blobID); err != nil {
 		return err
 	}
+	return r.opts.retry.Do(ctx, method+" blob "+blobID, func(ctx context.Context) error {
+		return r.attempt(ctx, method, blobID, hdr, read)
+	})
+}
+
+func (r *Registry) attempt(ctx context.Context, method, blobID string, hdr http.Header, read func(*http.Response) error) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.timeout)
 	defer cancel()
 	client, err := r.httpClient(ctx)
@@ -209,14 +231,42 @@ func (r *Registry) readRange(ctx context.Context, blobID string, p []byte, off i
 		default:
 			return transport.CheckError(resp, http.StatusOK, http.StatusPartialContent)
 		}
-		var err error
-		n, err = io.ReadFull(resp.Body, p)
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = io.EOF
+		// The body may legitimately be shorter than p only where the blob
+		// ends: what the server announced (Content-Range, else the length
+		// left after off) is what must arrive; less is a cut connection.
+		want := int64(len(p))
+		if announced, ok := rangeLength(resp, off); ok && announced < want {
+			want = announced
 		}
-		return err
+		var err error
+		n, err = io.ReadFull(resp.Body, p[:want])
+		switch {
+		case err != nil && !errors.Is(err, io.EOF):
+			return retry.Temporary(fmt.Errorf("body ended after %d of %d bytes: %w", n, want, err))
+		case err != nil:
+			return retry.Temporary(fmt.Errorf("empty body where %d bytes were announced", want))
+		case want < int64(len(p)):
+			return io.EOF
+		}
+		return nil
 	})
 	return n, err
+}
+
+// rangeLength is how many bytes from off a response promises: the span of a
+// 206's Content-Range, or a 200's Content-Length minus off.
+func rangeLength(resp *http.Response, off int64) (int64, bool) {
+	if resp.StatusCode == http.StatusPartialContent {
+		var first, last int64
+		if _, err := fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-%d/", &first, &last); err != nil || last < first {
+			return 0, false
+		}
+		return last - first + 1, true
+	}
+	if resp.ContentLength < 0 {
+		return 0, false
+	}
+	return max(resp.ContentLength-off, 0), true
 }
 
 // Size implements Backend with a HEAD request.
