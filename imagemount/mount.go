@@ -116,6 +116,11 @@ func Start(ctx context.Context, opts Options) (_ *Mount, err error) {
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
 	}
+	if stale, err := recoverStale(opts.MountPath); err != nil {
+		return nil, err
+	} else if stale {
+		logger.Printf("imagemount: detached a dead FUSE mount left at %s by a killed mount process", opts.MountPath)
+	}
 	m := &Mount{served: make(chan struct{})}
 	defer func() {
 		if err != nil {
