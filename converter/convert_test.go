@@ -306,11 +306,27 @@ func TestConvertRegistry(t *testing.T) {
 			if err := json.Unmarshal(out, &m); err != nil {
 				t.Fatal(err)
 			}
-			if len(m.Layers) != 4 || m.Layers[0].MediaType != packer.MediaTypeNydusBlob ||
-				m.Layers[0].Annotations[packer.AnnotationNydusBlob] != "true" ||
-				m.Layers[3].Annotations[packer.AnnotationNydusBootstrap] != "true" ||
-				m.Annotations[packer.AnnotationSourceDigest] != p.SourceDigest {
-				t.Errorf("manifest as skopeo reads it:\n%s", out)
+			// Upstream's media types and annotation keys, written out as
+			// nydus-snapshotter and nydusify spell them (not our constants):
+			// every blob layer, and a gzip bootstrap layer last.
+			bootMT := map[bool]types.MediaType{true: "application/vnd.oci.image.layer.v1.tar+gzip",
+				false: "application/vnd.docker.image.rootfs.diff.tar.gzip"}[oci]
+			if len(m.Layers) != 4 {
+				t.Fatalf("%d layers in the manifest as skopeo reads it:\n%s", len(m.Layers), out)
+			}
+			for i, l := range m.Layers[:3] {
+				if l.MediaType != "application/vnd.oci.image.layer.nydus.blob.v1" ||
+					l.Annotations["containerd.io/snapshot/nydus-blob"] != "true" {
+					t.Errorf("blob layer %d: %s %v", i, l.MediaType, l.Annotations)
+				}
+			}
+			if boot := m.Layers[3]; boot.MediaType != bootMT ||
+				boot.Annotations["containerd.io/snapshot/nydus-bootstrap"] != "true" ||
+				boot.Annotations["containerd.io/snapshot/nydus-fs-version"] != "6" {
+				t.Errorf("bootstrap layer: %s %v", boot.MediaType, boot.Annotations)
+			}
+			if m.Annotations["containerd.io/snapshot/nydus-source-digest"] != p.SourceDigest {
+				t.Errorf("manifest annotations %v, want the source digest %s", m.Annotations, p.SourceDigest)
 			}
 
 			tref, _ := name.ParseReference(target, name.Insecure)
