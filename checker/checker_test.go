@@ -33,6 +33,9 @@ type entry struct {
 	typ              byte
 	mode             int64
 	xattrs           map[string]string
+	uid, gid         int
+	major, minor     int64
+	mtime            int64 // seconds added to the fixed mtime
 }
 
 func layerOf(t testing.TB, entries ...entry) v1.Layer {
@@ -41,7 +44,8 @@ func layerOf(t testing.TB, entries ...entry) v1.Layer {
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link,
-			Size: int64(len(e.body)), ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
+			Size: int64(len(e.body)), ModTime: time.Unix(1700000000+e.mtime, 0), Format: tar.FormatPAX,
+			Uid: e.uid, Gid: e.gid, Devmajor: e.major, Devminor: e.minor}
 		if e.typ != tar.TypeReg {
 			h.Size = 0
 		}
@@ -79,6 +83,15 @@ func image(t testing.TB, tweak func([]entry) []entry) v1.Image {
 		{name: "etc/x", body: "xattr", typ: tar.TypeReg, mode: 0o600, xattrs: map[string]string{"user.k": "v"}},
 		reg("bin/tool", big, 0o755), {name: "bin/alias", link: "bin/tool", typ: tar.TypeLink},
 		{name: "link", link: "etc/conf", typ: tar.TypeSymlink, mode: 0o777}, reg("gone", "x", 0o644),
+		{name: "own/u", typ: tar.TypeReg, mode: 0o644, uid: 1000, gid: 1000, body: "u"},
+		{name: "own/g", typ: tar.TypeReg, mode: 0o644, uid: 1000, gid: 1000, body: "g"},
+		{name: "own/t", typ: tar.TypeReg, mode: 0o644, body: "t"},
+		{name: "own/size", typ: tar.TypeReg, mode: 0o644, body: "four"},
+		{name: "own/kind", typ: tar.TypeReg, mode: 0o644, body: "a file"},
+		{name: "own/dev", typ: tar.TypeChar, mode: 0o666, major: 1, minor: 3},
+		{name: "own/ln", link: "own/u", typ: tar.TypeSymlink, mode: 0o777},
+		{name: "own/h1", typ: tar.TypeReg, mode: 0o644, body: "same"},
+		{name: "own/h2", link: "own/h1", typ: tar.TypeLink},
 	}
 	if tweak != nil {
 		l1 = tweak(l1)
@@ -144,14 +157,29 @@ func check(t *testing.T, target, source string, opts checker.Options) *checker.R
 func pushTampered(t *testing.T, host string) (string, map[string]string) {
 	t.Helper()
 	ref := push(t, host, "src/tampered:v1", image(t, func(es []entry) []entry {
-		es[1].mode = 0o600                   // etc/conf: mode
-		es[2].xattrs["user.extra"] = "added" // etc/x: extra xattr
-		es[3].body = es[3].body[:len(es[3].body)-1] + "!"
+		byName := map[string]*entry{}
+		for i := range es {
+			byName[es[i].name] = &es[i]
+		}
+		byName["etc/conf"].mode = 0o600
+		byName["etc/x"].xattrs["user.extra"] = "added"
+		byName["bin/tool"].body = byName["bin/tool"].body[:len(byName["bin/tool"].body)-1] + "!"
+		byName["own/u"].uid = 1001
+		byName["own/g"].gid = 1001
+		byName["own/t"].mtime = 1
+		byName["own/size"].body = "five!"
+		*byName["own/kind"] = entry{name: "own/kind", typ: tar.TypeDir, mode: 0o755}
+		byName["own/dev"].minor = 5
+		byName["own/ln"].link = "own/g"
+		*byName["own/h2"] = reg("own/h2", "same", 0o644)
 		return append(es, reg("etc/only-in-source", "x", 0o644))
 	}))
+	// Every field the checker compares, each tampered on its own path.
 	return ref, map[string]string{
 		"/etc/conf": "mode", "/etc/x": "xattr:user.extra", "/bin/tool": "content",
 		"/bin/alias": "content", "/etc/only-in-source": "presence",
+		"/own/u": "uid", "/own/g": "gid", "/own/t": "mtime", "/own/size": "size",
+		"/own/kind": "type", "/own/dev": "rdev", "/own/ln": "target", "/own/h1": "hardlinks",
 	}
 }
 
