@@ -51,6 +51,9 @@ type BackendConfig struct {
 	// TimeoutSeconds bounds each registry request; 0 means the backend's
 	// default.
 	TimeoutSeconds int
+	// Attempts is how many times a request is tried in all: nydusd's
+	// retry_limit plus one. 0 means our default policy (retry.Default).
+	Attempts int
 }
 
 // DefaultConfig returns the settings of a mount without a configuration
@@ -154,6 +157,13 @@ func (p *parser) backend(typ, path string, data json.RawMessage) BackendConfig {
 		b.Auth, b.Token = o.str("auth"), o.str("registry_token")
 		b.SkipVerify = o.boolean("skip_verify")
 		b.TimeoutSeconds = int(o.integer("timeout"))
+		if o.raw("retry_limit") != nil {
+			n := int(o.integer("retry_limit"))
+			if n < 0 || n > 100 {
+				p.fail("%s.retry_limit %d: want 0 to 100", path, n)
+			}
+			b.Attempts = n + 1
+		}
 		switch b.Scheme {
 		case "", "https", "http":
 		default:
@@ -162,7 +172,7 @@ func (p *parser) backend(typ, path string, data json.RawMessage) BackendConfig {
 		if (b.Host == "" || b.Repo == "") && p.err == nil {
 			p.fail(`%s: registry needs "host" and "repo"`, path)
 		}
-		for _, k := range []string{"connect_timeout", "retry_limit", "proxy", "mirrors", "ca_cert_files",
+		for _, k := range []string{"connect_timeout", "proxy", "mirrors", "ca_cert_files",
 			"blob_url_scheme", "blob_redirected_host"} {
 			o.note(k, "not supported, ignored")
 		}

@@ -53,16 +53,16 @@ func TestParseConfigRegistry(t *testing.T) {
 	}
 	want := Config{
 		Backend: BackendConfig{Type: "registry", Scheme: "http", Host: "127.0.0.1:5000", Repo: "app",
-			Auth: "dXNlcjpwYXNz", SkipVerify: true, TimeoutSeconds: 5},
+			Auth: "dXNlcjpwYXNz", SkipVerify: true, TimeoutSeconds: 5, Attempts: 4},
 		Amplify:  0,
 		Prefetch: PrefetchConfig{Enable: true, Workers: 2, All: false},
 	}
 	if c != want {
 		t.Errorf("ParseConfig =\n%+v\nwant\n%+v", c, want)
 	}
-	// id, retry_limit, proxy, dummycache, iostats_files, merging_size.
+	// id, proxy, dummycache, iostats_files, merging_size.
 	joined := strings.Join(notes, "\n")
-	for _, w := range []string{"device.id", "retry_limit", "proxy", "dummycache", "iostats_files", "merging_size"} {
+	for _, w := range []string{"device.id", "proxy", "dummycache", "iostats_files", "merging_size"} {
 		if !strings.Contains(joined, w) {
 			t.Errorf("no note about %s in:\n%s", w, joined)
 		}

@@ -33,6 +33,7 @@ import (
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/blobcache"
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/retry"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsfs"
@@ -385,6 +386,11 @@ func NewBackend(c BackendConfig) (backend.Backend, error) {
 		}
 		if c.TimeoutSeconds > 0 {
 			bopts = append(bopts, backend.WithTimeout(time.Duration(c.TimeoutSeconds)*time.Second))
+		}
+		if c.Attempts > 0 {
+			p := retry.Default
+			p.Attempts = c.Attempts
+			bopts = append(bopts, backend.WithRetry(p))
 		}
 		return backend.NewRegistry(repo, bopts...)
 	}

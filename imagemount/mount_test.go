@@ -264,7 +264,7 @@ func TestBackendTimeoutIsEIO(t *testing.T) {
 	defer close(release)
 	cfg := DefaultConfig()
 	cfg.Backend = BackendConfig{Type: "registry", Scheme: "http", Host: strings.TrimPrefix(srv.URL, "http://"),
-		Repo: "hang", TimeoutSeconds: 1}
+		Repo: "hang", TimeoutSeconds: 1, Attempts: 1} // nydusd's retry_limit: 0
 	// The blob's chunk info was saved by an earlier mount over localfs,
 	// so opening the cache needs nothing from the hanging registry.
 	cfg.CacheDir = t.TempDir()
