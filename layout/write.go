@@ -31,6 +31,11 @@ const DefaultTag = "latest"
 // with the right size is kept); then index.json is rewritten the same way, replacing any
 // entry named tag. A failure therefore leaves index.json as it was (perhaps with
 // unreferenced blobs). Cancelling ctx stops it before the next blob.
+//
+// Concurrent writers into one layout, goroutines or processes, are safe and lose nothing:
+// blobs are content-addressed and renamed into place whole, and index.json is read,
+// changed and replaced under an exclusive lock on [LockFile], so each writer's entry
+// survives the others' (the last writer of a tag wins).
 func Write(ctx context.Context, dir, tag string, a Artifact) (v1.Descriptor, error) {
 	if tag == "" {
 		tag = DefaultTag
@@ -181,9 +186,18 @@ func writeBlob(ctx context.Context, dir string, h v1.Hash, size int64, open func
 	})
 }
 
-// updateIndexJSON replaces the index.json entry named tag by desc, or adds it. Concurrent
-// calls for one layout may lose each other's entries.
-func updateIndexJSON(ctx context.Context, dir, tag string, desc v1.Descriptor) error {
+// updateIndexJSON replaces the index.json entry named tag by desc, or adds it, holding the
+// layout's lock from reading index.json until its replacement is renamed into place.
+func updateIndexJSON(ctx context.Context, dir, tag string, desc v1.Descriptor) (err error) {
+	unlock, err := lock(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if uerr := unlock(); err == nil && uerr != nil {
+			err = fmt.Errorf("unlocking index.json: %w", uerr)
+		}
+	}()
 	path := filepath.Join(dir, "index.json")
 	index := &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 	raw, err := os.ReadFile(path)
@@ -210,7 +224,21 @@ func updateIndexJSON(ctx context.Context, dir, tag string, desc v1.Descriptor) e
 	if err := writeFileAtomic(path, out); err != nil {
 		return fmt.Errorf("writing index.json: %w", err)
 	}
+	// Make the rename durable, so an entry Write reported survives a crash.
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("writing index.json: %w", err)
+	}
 	return nil
+}
+
+// syncDir flushes a directory's entries (a rename into it) to disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // marshal encodes v as compact JSON without escaping <, > and &, as the manifests we write
