@@ -42,6 +42,7 @@ import (
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
+	"github.com/nydus-go/nydusify/registry"
 )
 
 // Rule names.
@@ -57,8 +58,8 @@ type Options struct {
 	Source string // the image it was converted from; "" checks the target alone
 	// Platform selects the manifest of an index; nil means the host's.
 	Platform       *v1.Platform
-	SourceRegistry imageref.RegistryOptions
-	TargetRegistry imageref.RegistryOptions
+	SourceRegistry registry.Options
+	TargetRegistry registry.Options
 	// IgnoreXattrs names xattrs left out of the comparison, such as
 	// security.selinux labels a host adds.
 	IgnoreXattrs []string

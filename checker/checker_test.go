@@ -22,10 +22,10 @@ import (
 
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/converter"
-	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
+	"github.com/nydus-go/nydusify/registry"
 )
 
 type entry struct {
@@ -122,7 +122,7 @@ type fixture struct {
 	src, target   string // references of the source and the Nydus image
 }
 
-var ropts = imageref.RegistryOptions{PlainHTTP: true}
+var ropts = registry.Options{PlainHTTP: true}
 
 // converted pushes image(t, nil) to a fresh registry and converts it.
 func converted(t *testing.T) fixture {

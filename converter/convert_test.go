@@ -29,13 +29,13 @@ import (
 
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/extract"
-	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
 	"github.com/nydus-go/nydusify/internal/treetar"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
+	"github.com/nydus-go/nydusify/registry"
 )
 
 // hdr is one tar entry of a test layer.
@@ -285,7 +285,7 @@ func TestConvertRegistry(t *testing.T) {
 				t.Fatal(err)
 			}
 			target := host + "/nydus/" + kind + ":v1"
-			reg := imageref.RegistryOptions{PlainHTTP: true}
+			reg := registry.Options{PlainHTTP: true}
 			rep, err := converter.Convert(context.Background(), converter.Options{
 				Source: srcRef.String(), Target: target, Build: rafsbuild.Options{Compressor: rafs.CompressNone},
 				SourceRegistry: reg, TargetRegistry: reg,
@@ -355,7 +355,7 @@ func TestConvertFailurePublishesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := host + "/nydus/bad:v1"
-	reg := imageref.RegistryOptions{PlainHTTP: true}
+	reg := registry.Options{PlainHTTP: true}
 	_, err = converter.Convert(context.Background(), converter.Options{
 		Source: srcRef.String(), Target: target, SourceRegistry: reg, TargetRegistry: reg,
 		Platforms: []v1.Platform{{OS: "linux", Architecture: "amd64"}},
@@ -428,7 +428,7 @@ func TestConvertIndex(t *testing.T) {
 	if err := remote.WriteIndex(srcRef, idx); err != nil {
 		t.Fatal(err)
 	}
-	reg := imageref.RegistryOptions{PlainHTTP: true}
+	reg := registry.Options{PlainHTTP: true}
 	rep, err := converter.Convert(context.Background(), converter.Options{
 		Source: srcRef.String(), TargetSuffix: "-nydus", AllPlatforms: true, SourceRegistry: reg, TargetRegistry: reg,
 	})

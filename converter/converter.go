@@ -24,6 +24,7 @@ import (
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafsbuild"
+	"github.com/nydus-go/nydusify/registry"
 )
 
 // Options configure a conversion. Source and one of Target/TargetSuffix are
@@ -40,8 +41,8 @@ type Options struct {
 	// means "/": every bootstrap gets the prefetch table [root], as
 	// upstream's converters write it.
 	Build          rafsbuild.Options
-	SourceRegistry imageref.RegistryOptions
-	TargetRegistry imageref.RegistryOptions
+	SourceRegistry registry.Options
+	TargetRegistry registry.Options
 
 	// WorkDir holds spilled layers and blobs while converting; a fresh
 	// directory below it is removed at the end. Default: the OS temp dir.
@@ -205,8 +206,12 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	}
 	converted := time.Now()
 
+	artifact, err := packer.Combine(outs)
+	if err != nil {
+		return nil, err
+	}
 	c.progress(Event{Kind: EventPublishing})
-	desc, err := packer.Publish(ctx, dst, outs, opts.TargetRegistry)
+	desc, err := imageref.Publish(ctx, dst, artifact, opts.TargetRegistry)
 	if err != nil {
 		return nil, err
 	}
@@ -243,31 +248,16 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 		return nil, nil, fmt.Errorf("merging layers: %w", err)
 	}
 	c.progress(Event{Kind: EventMerged, Platform: plat})
-	bootPath := filepath.Join(c.work, "image.boot")
-	if err := os.WriteFile(bootPath, merged.Bootstrap, 0o444); err != nil {
-		return nil, nil, err
-	}
-	var metas []packer.NamedFile
-	var blobLayers []v1.Layer
+	build := packer.Build{Bootstrap: merged.Bootstrap}
 	for _, cl := range converted {
-		if cl.meta != "" {
-			metas = append(metas, packer.NamedFile{Name: cl.layer.Digest + ".blob.meta", Path: cl.meta})
-		}
-		bl, err := packer.BlobLayer(cl.path)
-		if err != nil {
-			return nil, nil, err
-		}
-		blobLayers = append(blobLayers, bl)
+		build.Blobs = append(build.Blobs, packer.Blob{
+			Path:   cl.path,
+			Digest: v1.Hash{Algorithm: "sha256", Hex: cl.layer.Digest},
+			Size:   cl.layer.Size,
+			Meta:   cl.layer.BlobMeta,
+		})
 	}
-	mt, err := pi.Image.MediaType()
-	if err != nil {
-		return nil, nil, err
-	}
-	boot, err := packer.BootstrapLayer(bootPath, metas, packer.BootstrapMediaType(mt), c.work)
-	if err != nil {
-		return nil, nil, fmt.Errorf("packing bootstrap: %w", err)
-	}
-	img, err := packer.Image(pi, blobLayers, boot, sourceRef)
+	img, err := packer.Image(pi, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work})
 	if err != nil {
 		return nil, nil, err
 	}

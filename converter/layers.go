@@ -30,7 +30,6 @@ type LayerReport struct {
 type convertedLayer struct {
 	layer *rafsbuild.Layer
 	path  string // blob file, named by its digest
-	meta  string // its blob.meta file, "" when the layer has no data
 }
 
 // fetched is a source layer's compressed bytes, spilled to the work
@@ -180,12 +179,6 @@ func (c *converter) convertLayer(ctx context.Context, l v1.Layer, spilled string
 	cl := convertedLayer{layer: layer, path: filepath.Join(c.work, layer.Digest)}
 	if err := os.Rename(blob.Name(), cl.path); err != nil {
 		return convertedLayer{}, err
-	}
-	if layer.BlobMeta != nil {
-		cl.meta = cl.path + ".blob.meta"
-		if err := os.WriteFile(cl.meta, layer.BlobMeta, 0o644); err != nil {
-			return convertedLayer{}, err
-		}
 	}
 	return cl, nil
 }

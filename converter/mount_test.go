@@ -17,11 +17,11 @@ import (
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/imagemount"
-	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
+	"github.com/nydus-go/nydusify/registry"
 )
 
 // mountTarget mounts a Nydus image lazily from the registry, with a fresh
@@ -30,7 +30,7 @@ func mountTarget(t *testing.T, target string, logger *log.Logger) string {
 	t.Helper()
 	mnt := t.TempDir()
 	m, err := imagemount.Start(context.Background(), imagemount.Options{
-		MountPath: mnt, Target: target, Registry: imageref.RegistryOptions{PlainHTTP: true},
+		MountPath: mnt, Target: target, Registry: registry.Options{PlainHTTP: true},
 		Config: imagemount.DefaultConfig(), Logger: logger,
 	})
 	if err != nil {
@@ -59,7 +59,7 @@ func TestMountConvertedImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := flatten(t, sourceImage(t, true, false))
-	reg := imageref.RegistryOptions{PlainHTTP: true}
+	reg := registry.Options{PlainHTTP: true}
 	for _, c := range []rafs.Compressor{rafs.CompressNone, rafs.CompressLZ4Block, rafs.CompressZstd} {
 		t.Run(c.String(), func(t *testing.T) {
 			target := host + "/nydus/mount:" + c.String()
@@ -86,7 +86,7 @@ func TestFlippedBlobByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := host + "/nydus/flip:v1"
-	reg := imageref.RegistryOptions{PlainHTTP: true}
+	reg := registry.Options{PlainHTTP: true}
 	if _, err := converter.Convert(context.Background(), converter.Options{
 		Source: srcRef.String(), Target: target, Build: rafsbuild.Options{Compressor: rafs.CompressZstd},
 		SourceRegistry: reg, TargetRegistry: reg,

@@ -34,9 +34,11 @@ import (
 	"github.com/nydus-go/nydusify/blobcache"
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/internal/retry"
+	"github.com/nydus-go/nydusify/layout"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsfs"
+	"github.com/nydus-go/nydusify/registry"
 )
 
 // Options say what to mount where. MountPath and one of Bootstrap or
@@ -51,7 +53,7 @@ type Options struct {
 	// lives: the registry repository, or the layout's blobs directory.
 	Target string
 	// Registry configures access to Target's registry.
-	Registry imageref.RegistryOptions
+	Registry registry.Options
 	// Platform selects the manifest of an index; nil means the host's.
 	Platform *v1.Platform
 	Config   Config
@@ -326,7 +328,7 @@ func pullBootstrap(ctx context.Context, opts Options, path string) (backend.Back
 	}
 	switch ref.Kind {
 	case imageref.Registry:
-		nref, err := opts.Registry.Reference(ref)
+		nref, err := opts.Registry.Reference(ref.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -336,7 +338,7 @@ func pullBootstrap(ctx context.Context, opts Options, path string) (backend.Back
 		}
 		return backend.NewRegistry(nref.Context(), backend.WithKeychain(opts.Registry.Credentials()), backend.WithTransport(tr))
 	case imageref.OCILayout:
-		return backend.NewLocalFS(filepath.Join(ref.Path, "blobs", "sha256")), nil
+		return backend.NewLocalFS(layout.BlobDir(ref.Path)), nil
 	}
 	return nil, nil // the configured backend must serve the blobs
 }
@@ -350,7 +352,7 @@ func NewBackend(c BackendConfig) (backend.Backend, error) {
 		}
 		return backend.NewLocalFS(c.Dir), nil
 	case "registry":
-		ro := imageref.RegistryOptions{Insecure: c.SkipVerify}
+		ro := registry.Options{Insecure: c.SkipVerify}
 		var nopts []name.Option
 		switch c.Scheme {
 		case "http":

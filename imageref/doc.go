@@ -1,10 +1,10 @@
-// Package imageref says where images come from and where they go: it parses the image
+// Package imageref says where images come from and where they go. It parses the image
 // references the CLI accepts (registry, OCI layout directory, OCI archive, docker archive),
-// turns registry settings into go-containerregistry options, and opens a source image as a
-// single manifest or an index from which the platform images to convert are selected.
+// dispatches opening and publishing to the package of each place images live in (registry,
+// layout, archive), and selects from an opened source, a single manifest or an index, the
+// platform images to convert.
 //
-// Opening a source reads its manifests and configs; a layer is read only when a caller opens
-// it. Archives are never extracted (files are read in place, by offset, from the tar), and
-// every blob read from a layout or archive is checked against its digest as it streams.
-// It knows nothing of Nydus; the packer package writes converted images back through it.
+// It holds no I/O of its own: adding a place means a package for it plus a case here.
+// Opening a source reads its manifests and configs; a layer is read only when a caller
+// opens it. It knows nothing of Nydus.
 package imageref

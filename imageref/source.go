@@ -9,6 +9,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nydus-go/nydusify/archive"
+	"github.com/nydus-go/nydusify/layout"
+	"github.com/nydus-go/nydusify/registry"
 )
 
 // Source is an opened source image: a single manifest or an index. Its manifests, configs
@@ -20,41 +24,50 @@ type Source struct {
 	index v1.ImageIndex // set for an index
 }
 
-// OpenSource resolves ref to its manifest or index:
+// OpenSource resolves ref to its manifest or index, through the package of the place it
+// lives in:
 //
-//   - Registry: fetches the manifest with opts.
-//   - OCILayout, OCIArchive: reads index.json and picks the entry whose
-//     org.opencontainers.image.ref.name is ref.Name, or with Name "" the only entry. An
-//     archive is read in place (it must be an uncompressed tar), never extracted.
-//   - DockerArchive: picks the image with ref.Name among its RepoTags, or with Name "" the
-//     only image. docker save records no manifest, so one is made for the layers as stored
-//     (see [Source.Digest]); computing it reads every layer whose digest the archive does not
-//     record once.
+//   - Registry ([registry.Open]): fetches the manifest with opts.
+//   - OCILayout ([layout.Open]), OCIArchive ([archive.OpenOCI]): reads index.json and picks
+//     the entry whose org.opencontainers.image.ref.name is ref.Name, or with Name "" the
+//     only entry. An archive is read in place (it must be an uncompressed tar), never
+//     extracted.
+//   - DockerArchive ([archive.OpenDocker]): picks the image with ref.Name among its
+//     RepoTags, or with Name "" the only image. docker save records no manifest, so one is
+//     made for the layers as stored (see [Source.Digest]); computing it reads every layer
+//     whose digest the archive does not record once.
 //
 // Blobs read from layouts and archives are verified against their digests as they stream.
 // opts only matters for registries.
-func OpenSource(ctx context.Context, ref Ref, opts RegistryOptions) (*Source, error) {
+func OpenSource(ctx context.Context, ref Ref, opts registry.Options) (*Source, error) {
 	var (
-		src *Source
-		err error
+		desc v1.Descriptor
+		a    artifact
+		err  error
 	)
 	switch ref.Kind {
 	case Registry:
-		src, err = openRegistry(ctx, ref, opts)
+		desc, a, err = registry.Open(ctx, ref.Name, opts)
 	case OCILayout:
-		src, err = openLayout(dirStore(ref.Path), ref.Name)
+		desc, a, err = layout.Open(ref.Path, ref.Name)
 	case OCIArchive:
-		var s *tarStore
-		if s, err = indexTar(ref.Path); err == nil {
-			src, err = openLayout(s, ref.Name)
-		}
+		desc, a, err = archive.OpenOCI(ref.Path, ref.Name)
 	case DockerArchive:
-		src, err = openDockerArchive(ref.Path, ref.Name)
+		desc, a, err = archive.OpenDocker(ref.Path, ref.Name)
 	default:
 		err = fmt.Errorf("unknown kind %s", ref.Kind)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening source %s: %w", ref, err)
+	}
+	src := &Source{desc: desc}
+	switch a := a.(type) {
+	case v1.ImageIndex:
+		src.index = a
+	case v1.Image:
+		src.image = a
+	default:
+		return nil, fmt.Errorf("opening source %s: %T is neither an image nor an index", ref, a)
 	}
 	return src, nil
 }
@@ -240,7 +253,7 @@ func ParsePlatform(s string) (*v1.Platform, error) {
 
 // OpenImage opens ref (imageref syntax) and returns its one image for platform (nil: the
 // host's), as [Source.Images] selects it.
-func OpenImage(ctx context.Context, ref string, opts RegistryOptions, platform *v1.Platform) (*PlatformImage, error) {
+func OpenImage(ctx context.Context, ref string, opts registry.Options, platform *v1.Platform) (*PlatformImage, error) {
 	r, err := Parse(ref)
 	if err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package imageref
 
 import (
-	"bytes"
 	"context"
 	"runtime"
 	"slices"
@@ -10,18 +9,21 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
+	"github.com/nydus-go/nydusify/registry"
 )
 
 // openIndexSource pushes the fixture index to an in-process registry and opens it.
-func openIndexSource(t *testing.T, oci bool) (*Source, testIndex) {
+func openIndexSource(t *testing.T, oci bool) (*Source, fx.Index) {
 	t.Helper()
-	ti := makeIndex(t, oci)
-	host := startRegistry(t, nil)
-	ref := mustRef(t, host+"/multi:v1")
-	if err := remote.WriteIndex(ref, ti.index); err != nil {
+	ti := fx.NewIndex(t, oci)
+	host := fx.StartRegistry(t, nil)
+	ref := fx.MustRef(t, host+"/multi:v1")
+	if err := remote.WriteIndex(ref, ti.Index); err != nil {
 		t.Fatal(err)
 	}
-	src, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: ref.String()}, RegistryOptions{})
+	src, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: ref.String()}, registry.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +38,8 @@ func TestOpenSourceRegistryIndex(t *testing.T) {
 
 func testRegistryIndex(t *testing.T, oci bool) {
 	src, ti := openIndexSource(t, oci)
-	wantDigest, _ := ti.index.Digest()
-	wantType, _ := ti.index.MediaType()
+	wantDigest, _ := ti.Index.Digest()
+	wantType, _ := ti.Index.MediaType()
 	if src.Digest() != wantDigest || !src.IsIndex() || src.MediaType() != wantType {
 		t.Fatalf("source = %s %s index=%v, want %s %s index", src.Digest(), src.MediaType(), src.IsIndex(), wantDigest, wantType)
 	}
@@ -48,8 +50,8 @@ func testRegistryIndex(t *testing.T, oci bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkImages(t, imgs, ti.arm64)
-		if len(skipped) != 1 || !skipped[0].Platform.Equals(attestation) {
+		checkImages(t, imgs, ti.ARM64)
+		if len(skipped) != 1 || !skipped[0].Platform.Equals(fx.Attestation) {
 			t.Errorf("skipped = %+v, want the attestation manifest", skipped)
 		}
 	})
@@ -58,15 +60,15 @@ func testRegistryIndex(t *testing.T, oci bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkImages(t, imgs, ti.arm64)
+		checkImages(t, imgs, ti.ARM64)
 	})
 	t.Run("host default", func(t *testing.T) {
-		var want testImage
+		var want fx.Image
 		switch runtime.GOARCH {
 		case "amd64":
-			want = ti.amd64
+			want = ti.AMD64
 		case "arm64":
-			want = ti.arm64
+			want = ti.ARM64
 		default:
 			t.Skipf("the fixture index has no %s image", runtime.GOARCH)
 		}
@@ -81,18 +83,18 @@ func testRegistryIndex(t *testing.T, oci bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkImages(t, imgs, ti.amd64, ti.arm64)
-		attDigest, _ := ti.attestation.Digest()
+		checkImages(t, imgs, ti.AMD64, ti.ARM64)
+		attDigest, _ := ti.Attestation.Digest()
 		if len(skipped) != 1 || skipped[0].Digest != attDigest {
 			t.Errorf("skipped = %+v, want the attestation manifest %s", skipped, attDigest)
 		}
 	})
 	t.Run("two platforms", func(t *testing.T) {
-		imgs, _, err := src.Images([]v1.Platform{arm64, amd64}, false)
+		imgs, _, err := src.Images([]v1.Platform{fx.ARM64, fx.AMD64}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkImages(t, imgs, ti.amd64, ti.arm64) // index order, not request order
+		checkImages(t, imgs, ti.AMD64, ti.ARM64) // index order, not request order
 	})
 	for _, tc := range []struct {
 		name      string
@@ -102,7 +104,7 @@ func testRegistryIndex(t *testing.T, oci bool) {
 	}{
 		{"missing platform", []v1.Platform{{OS: "linux", Architecture: "s390x"}}, false, "no manifest for linux/s390x (it has linux/amd64, linux/arm64/v8)"},
 		{"wrong variant", []v1.Platform{{OS: "linux", Architecture: "arm64", Variant: "v9"}}, false, "no manifest for linux/arm64/v9"},
-		{"all with platforms", []v1.Platform{amd64}, true, "conflict"},
+		{"all with platforms", []v1.Platform{fx.AMD64}, true, "conflict"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := src.Images(tc.platforms, tc.all)
@@ -114,7 +116,7 @@ func testRegistryIndex(t *testing.T, oci bool) {
 }
 
 // checkImages checks that got are the want images, with platform, descriptor and content.
-func checkImages(t *testing.T, got []PlatformImage, want ...testImage) {
+func checkImages(t *testing.T, got []PlatformImage, want ...fx.Image) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("got %d images, want %d", len(got), len(want))
@@ -135,49 +137,19 @@ func checkImages(t *testing.T, got []PlatformImage, want ...testImage) {
 		if !pi.Platform.Equals(*wantCfg.Platform()) || pi.Descriptor.Platform == nil || !pi.Descriptor.Platform.Equals(pi.Platform) {
 			t.Errorf("image %d: platform %v (descriptor %v), want %v", i, pi.Platform, pi.Descriptor.Platform, wantCfg.Platform())
 		}
-		checkLayers(t, pi.Image, w)
-	}
-}
-
-// checkLayers compares digests, media types and uncompressed content of img's layers with want's.
-func checkLayers(t *testing.T, img v1.Image, want testImage) {
-	t.Helper()
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantLayers, _ := want.Layers()
-	if len(layers) != len(want.tars) {
-		t.Fatalf("%d layers, want %d", len(layers), len(want.tars))
-	}
-	for j, l := range layers {
-		d, _ := l.Digest()
-		wd, _ := wantLayers[j].Digest()
-		mt, _ := l.MediaType()
-		wmt, _ := wantLayers[j].MediaType()
-		if d != wd || mt != wmt {
-			t.Errorf("layer %d: %s %s, want %s %s", j, d, mt, wd, wmt)
-		}
-		if got := readAll(t, l); !bytes.Equal(got, want.tars[j]) {
-			t.Errorf("layer %d: uncompressed content differs from the tar written", j)
-		}
-	}
-	cfg, _ := img.RawConfigFile()
-	wantCfg, _ := want.RawConfigFile()
-	if !bytes.Equal(cfg, wantCfg) {
-		t.Errorf("config differs:\n%s\nwant\n%s", cfg, wantCfg)
+		fx.CheckLayers(t, pi.Image, w)
 	}
 }
 
 func TestOpenSourceRegistrySingleManifest(t *testing.T) {
 	for _, oci := range []bool{false, true} {
-		img := makeImage(t, arm64, oci, gzipped, uncompressed)
-		host := startRegistry(t, nil)
-		ref := mustRef(t, host+"/single:v1")
+		img := fx.NewImage(t, fx.ARM64, oci, fx.Gzip, fx.Uncompressed)
+		host := fx.StartRegistry(t, nil)
+		ref := fx.MustRef(t, host+"/single:v1")
 		if err := remote.Write(ref, img); err != nil {
 			t.Fatal(err)
 		}
-		src, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: ref.String()}, RegistryOptions{})
+		src, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: ref.String()}, registry.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +158,7 @@ func TestOpenSourceRegistrySingleManifest(t *testing.T) {
 			t.Errorf("oci=%v: index=%v media type %s, want a %s manifest", oci, src.IsIndex(), src.MediaType(), wantMT)
 		}
 		// A single manifest is returned whatever the platforms ask.
-		imgs, skipped, err := src.Images([]v1.Platform{amd64}, false)
+		imgs, skipped, err := src.Images([]v1.Platform{fx.AMD64}, false)
 		if err != nil || len(skipped) != 0 {
 			t.Fatalf("oci=%v: Images: %v, skipped %v", oci, err, skipped)
 		}
@@ -195,8 +167,8 @@ func TestOpenSourceRegistrySingleManifest(t *testing.T) {
 }
 
 func TestOpenSourceRegistryMissing(t *testing.T) {
-	host := startRegistry(t, nil)
-	_, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: host + "/none:v1"}, RegistryOptions{})
+	host := fx.StartRegistry(t, nil)
+	_, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: host + "/none:v1"}, registry.Options{})
 	if err == nil || !strings.Contains(err.Error(), "fetching manifest of "+host+"/none:v1") {
 		t.Fatalf("OpenSource of a missing image = %v", err)
 	}
@@ -209,9 +181,9 @@ func TestParsePlatforms(t *testing.T) {
 		wantErr string
 	}{
 		{in: "", want: nil},
-		{in: "linux/amd64", want: []v1.Platform{amd64}},
-		{in: "linux/amd64, linux/arm64/v8", want: []v1.Platform{amd64, arm64}},
-		{in: "linux/amd64,linux/amd64", want: []v1.Platform{amd64}},
+		{in: "linux/amd64", want: []v1.Platform{fx.AMD64}},
+		{in: "linux/amd64, linux/arm64/v8", want: []v1.Platform{fx.AMD64, fx.ARM64}},
+		{in: "linux/amd64,linux/amd64", want: []v1.Platform{fx.AMD64}},
 		{in: "windows/amd64:10.0.17763", want: []v1.Platform{{OS: "windows", Architecture: "amd64", OSVersion: "10.0.17763"}}},
 		{in: "linux", wantErr: "want os/arch"},
 		{in: "linux/amd64,", wantErr: "want os/arch"},

@@ -1,11 +1,14 @@
-// Package packer turns the output of a Nydus build into an image and publishes it. It
-// consumes data blob files and a merged RAFS bootstrap on disk, wraps them as layers (blobs
-// stored as they are, the bootstrap as a gzip tar under image/), rewrites the source image's
-// config and manifest the way nydus-snapshotter does (nydus-ecosystem.md §2.1–2.6), and
-// writes the result, blobs first and manifests last, to a registry or an OCI layout.
+// Package packer gives the output of a Nydus build the shape of a Nydus image. In one call
+// it takes what the build already knows for one platform image (each data blob's file,
+// digest, size and blob.meta, and the merged RAFS bootstrap as bytes), wraps the blobs as
+// layers stored as they are and the bootstrap with the blob.meta files as a gzip tar under
+// image/, and rewrites the source image's config and manifest the way nydus-snapshotter
+// does (nydus-ecosystem.md §2.1–2.6). [Combine] puts several platform images into an index.
 //
-// Layers are streamed from their files on every read and never held in memory. packer
-// depends on imageref and go-containerregistry; it knows nothing of how RAFS is built.
+// The result is a ggcr v1.Image or v1.ImageIndex, which the caller hands to a place
+// (registry, layout) to publish. Blob files are streamed, and verified against the
+// digests the build reported, on every read; they are never re-hashed or held in memory.
+// packer knows nothing of how RAFS is built or where images are stored.
 package packer
 
 import "github.com/google/go-containerregistry/pkg/v1/types"
@@ -33,3 +36,6 @@ const (
 
 // BootstrapName is the bootstrap's path inside the bootstrap layer, where consumers look for it.
 const BootstrapName = "image/image.boot"
+
+// blobMetaSuffix names a blob's meta file in the bootstrap layer: image/<blob digest hex>.blob.meta.
+const blobMetaSuffix = ".blob.meta"

@@ -20,27 +20,84 @@ const (
 	historyComment   = "Nydus Bootstrap Layer"
 )
 
-// Image assembles the Nydus image of one platform of src, and computes it now (nothing is
-// left lazy but layer reads):
+// Blob is a data blob as the build wrote it.
+type Blob struct {
+	// Path is the blob file. It must stay in place while the image is used.
+	Path string
+	// Digest is the sha256 of the file and Size its length, as the build computed them.
+	// They are not recomputed here; every read of the file is checked against them instead.
+	Digest v1.Hash
+	Size   int64
+	// Meta is nydusd's blob.meta for this blob, stored in the bootstrap layer as
+	// image/<Digest hex>.blob.meta; nil when the blob has none (a layer without data).
+	Meta []byte
+}
+
+// Build is what the build produced for one platform image.
+type Build struct {
+	Blobs     []Blob // in layer order; may be empty
+	Bootstrap []byte // the merged bootstrap
+}
+
+// Options configures [Image].
+type Options struct {
+	// SourceRef is the source reference as the user wrote it, for [AnnotationSourceReference].
+	SourceRef string
+	// WorkDir is where the bootstrap layer's gzip is written ("" means os.TempDir()). The
+	// image reads that file, so it must outlive the image's use; removing it (with WorkDir)
+	// is the caller's job.
+	WorkDir string
+}
+
+// Image gives one platform image's build the shape of a Nydus image, and computes it now
+// (nothing is left lazy but layer reads):
 //
-//   - layers: the blobs in the order given, each [MediaTypeNydusBlob] (as [BlobLayer] makes
-//     them) with [AnnotationNydusBlob]="true", then bootstrap (from [BootstrapLayer]) with
-//     [AnnotationNydusBootstrap]="true" and [AnnotationFSVersion]=[FSVersion]; its media
-//     type must be [BootstrapMediaType] of the source manifest's: OCI gzip for an OCI
-//     source, docker gzip for a docker one;
+//   - layers: each blob in the order given, stored as it is with media type
+//     [MediaTypeNydusBlob] and [AnnotationNydusBlob]="true" (its digest and diff_id are both
+//     Blob.Digest); then the bootstrap layer with [AnnotationNydusBootstrap]="true" and
+//     [AnnotationFSVersion]=[FSVersion]: a gzip tar (Go's default level) holding the
+//     directory "image/" (0755), [BootstrapName] (0444) and each blob's Meta as
+//     "image/<digest hex>.blob.meta" (0444), headers without owner, group or time as
+//     nydus-snapshotter's packToTar writes them, so the same build gives the same bytes; its
+//     media type is [BootstrapMediaType] of the source manifest's;
 //   - config: the source config unchanged (unknown fields included) but for rootfs.diff_ids,
 //     which become the blob digests (a blob is its own diff) then the bootstrap tar's digest,
 //     and one history entry {created_by: "Nydus Converter", comment: "Nydus Bootstrap Layer"}
 //     appended to the existing ones; its descriptor keeps the source config media type;
 //   - manifest: the source's media type, with annotations [AnnotationSourceDigest] (the
-//     source manifest digest), [AnnotationSourceReference] (sourceRef) and [AnnotationFSVersion].
+//     source manifest digest), [AnnotationSourceReference] and [AnnotationFSVersion].
 //
 // src is one of [imageref.Source.Images]: its Descriptor gives the source manifest's media
-// type and digest. blobs may be empty (a source whose files hold no data).
-func Image(src imageref.PlatformImage, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string) (v1.Image, error) {
+// type and digest, which must be OCI or docker schema 2.
+func Image(src imageref.PlatformImage, build Build, opts Options) (v1.Image, error) {
+	if err := checkManifestType(src.Descriptor.MediaType); err != nil {
+		return nil, err
+	}
+	blobs := make([]v1.Layer, len(build.Blobs))
+	var metas []namedFile
+	for i, b := range build.Blobs {
+		l, err := blobLayer(b)
+		if err != nil {
+			return nil, fmt.Errorf("assembling nydus image: blob %d: %w", i, err)
+		}
+		blobs[i] = l
+		if b.Meta != nil {
+			metas = append(metas, namedFile{name: b.Digest.Hex + blobMetaSuffix, data: b.Meta})
+		}
+	}
+	boot, err := bootstrapLayer(build.Bootstrap, metas, BootstrapMediaType(src.Descriptor.MediaType), opts.WorkDir)
+	if err != nil {
+		return nil, err
+	}
+	return assemble(src, blobs, boot, opts.SourceRef)
+}
+
+// assemble builds the image of src from its blob layers and bootstrap layer, as [Image]
+// describes.
+func assemble(src imageref.PlatformImage, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string) (v1.Image, error) {
 	mediaType := src.Descriptor.MediaType
-	if mediaType != types.OCIManifestSchema1 && mediaType != types.DockerManifestSchema2 {
-		return nil, fmt.Errorf("assembling nydus image: source manifest media type %q is neither OCI nor docker schema 2", mediaType)
+	if err := checkManifestType(mediaType); err != nil {
+		return nil, err
 	}
 	srcManifest, err := src.Image.Manifest()
 	if err != nil {
@@ -107,6 +164,14 @@ func Image(src imageref.PlatformImage, blobs []v1.Layer, bootstrap v1.Layer, sou
 		return nil, fmt.Errorf("assembling nydus image: encoding manifest: %w", err)
 	}
 	return partial.CompressedToImage(img)
+}
+
+// checkManifestType refuses a source manifest media type a Nydus image cannot take.
+func checkManifestType(mt types.MediaType) error {
+	if mt != types.OCIManifestSchema1 && mt != types.DockerManifestSchema2 {
+		return fmt.Errorf("assembling nydus image: source manifest media type %q is neither OCI nor docker schema 2", mt)
+	}
+	return nil
 }
 
 // rewriteConfig replaces rootfs and appends the bootstrap history entry, keeping every

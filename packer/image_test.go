@@ -61,15 +61,15 @@ func nydusParts(t *testing.T, src imageref.PlatformImage, n int, seed uint64) (b
 	t.Helper()
 	dir := t.TempDir()
 	for i := range n {
-		l, err := BlobLayer(writeRandom(t, dir, "blob"+string(rune('0'+i)), 2000+i, seed+uint64(i)))
+		l, err := blobLayer(blobOf(t, writeRandom(t, dir, "blob"+string(rune('0'+i)), 2000+i, seed+uint64(i))))
 		if err != nil {
 			t.Fatal(err)
 		}
 		blobs = append(blobs, l)
 	}
-	boot := writeRandom(t, dir, "boot", 8192, seed+100)
-	meta := writeRandom(t, dir, "meta", 4096, seed+101)
-	bootstrap, err := BootstrapLayer(boot, []NamedFile{{Name: "0.blob.meta", Path: meta}}, BootstrapMediaType(src.Descriptor.MediaType), dir)
+	boot := randomBytes(8192, seed+100)
+	meta := randomBytes(4096, seed+101)
+	bootstrap, err := bootstrapLayer(boot, []namedFile{{name: "0.blob.meta", data: meta}}, BootstrapMediaType(src.Descriptor.MediaType), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,12 +161,12 @@ func checkNydusImage(t *testing.T, img v1.Image, src imageref.PlatformImage, blo
 	}
 }
 
-func TestImage(t *testing.T) {
+func TestAssemble(t *testing.T) {
 	for _, oci := range []bool{true, false} {
 		src := sourceImage(t, oci, v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"})
 		for _, n := range []int{0, 1, 3} {
 			blobs, bootstrap := nydusParts(t, src, n, uint64(10*n))
-			img, err := Image(src, blobs, bootstrap, "registry.example.com/app:v1")
+			img, err := assemble(src, blobs, bootstrap, "registry.example.com/app:v1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +209,7 @@ func TestRewriteConfigKeepsUnknownFields(t *testing.T) {
 	}
 }
 
-func TestImageErrors(t *testing.T) {
+func TestAssembleErrors(t *testing.T) {
 	src := sourceImage(t, true, v1.Platform{OS: "linux", Architecture: "amd64"})
 	blobs, bootstrap := nydusParts(t, src, 1, 50)
 	gzipLayer, err := random.Layer(100, types.OCILayer)
@@ -218,7 +218,7 @@ func TestImageErrors(t *testing.T) {
 	}
 	indexSrc := src
 	indexSrc.Descriptor.MediaType = types.OCIImageIndex
-	dockerBootstrap, err := BootstrapLayer(writeRandom(t, t.TempDir(), "boot", 10, 51), nil, types.DockerLayer, t.TempDir())
+	dockerBootstrap, err := bootstrapLayer(randomBytes(10, 51), nil, types.DockerLayer, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestImageErrors(t *testing.T) {
 		{"bootstrap not gzip", src, blobs, blobs[0], "bootstrap layer: media type is"},
 		{"bootstrap of the other family", src, blobs, dockerBootstrap, `bootstrap layer: media type is "application/vnd.docker.image.rootfs.diff.tar.gzip", want "application/vnd.oci.image.layer.v1.tar+gzip"`},
 	} {
-		if _, err := Image(tc.src, tc.blobs, tc.bootstrap, "x"); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+		if _, err := assemble(tc.src, tc.blobs, tc.bootstrap, "x"); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("%s: %v, want error containing %q", tc.name, err, tc.wantErr)
 		}
 	}

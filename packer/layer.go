@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -20,23 +19,19 @@ import (
 	"github.com/nydus-go/nydusify/internal/verify"
 )
 
-// BlobLayer returns a layer over a Nydus data blob file, stored as it is (a blob is not
-// compressed as a whole): Digest and DiffID are both the file's sha256, Size its length and
-// MediaType [MediaTypeNydusBlob]. The file is hashed once here. Compressed and Uncompressed
-// both open the file afresh on each call and stream it; the reader fails at its end if the
-// file no longer matches the digest. The file must stay in place while the layer is used.
-func BlobLayer(path string) (v1.Layer, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("hashing blob: %w", err)
+// blobLayer returns a layer over a Nydus data blob file, stored as it is (a blob is not
+// compressed as a whole): Digest and DiffID are both b.Digest, Size b.Size and MediaType
+// [MediaTypeNydusBlob]. The file is not read here. Compressed and Uncompressed both open
+// it afresh on each call and stream it; the reader fails at its end if the file does not
+// match the digest and size.
+func blobLayer(b Blob) (v1.Layer, error) {
+	if b.Digest.Algorithm != "sha256" || len(b.Digest.Hex) != 64 || strings.Trim(b.Digest.Hex, "0123456789abcdef") != "" {
+		return nil, fmt.Errorf("blob %s: digest %q is not a sha256 digest", b.Path, b.Digest)
 	}
-	defer f.Close()
-	h := sha256.New()
-	size, err := io.Copy(h, f)
-	if err != nil {
-		return nil, fmt.Errorf("hashing blob %s: %w", path, err)
+	if b.Size < 0 {
+		return nil, fmt.Errorf("blob %s: negative size %d", b.Path, b.Size)
 	}
-	return &fileLayer{path: path, digest: sumHash(h), diffID: sumHash(h), size: size, mediaType: MediaTypeNydusBlob}, nil
+	return &fileLayer{path: b.Path, digest: b.Digest, diffID: b.Digest, size: b.Size, mediaType: MediaTypeNydusBlob}, nil
 }
 
 // fileLayer is a layer stored in a file: as it is when digest == diffID, otherwise gzip.
@@ -85,10 +80,10 @@ type readCloser struct {
 
 func (r readCloser) Close() error { return r.close() }
 
-// NamedFile is a file to put into the bootstrap layer as image/<Name>.
-type NamedFile struct {
-	Name string // a single path element, e.g. "<layer digest hex>.blob.meta"
-	Path string // the file on disk
+// namedFile is a file to put into the bootstrap layer as image/<name>.
+type namedFile struct {
+	name string // a single path element, e.g. "<blob digest hex>.blob.meta"
+	data []byte
 }
 
 // BootstrapMediaType returns the media type of the bootstrap layer in an image whose source
@@ -101,9 +96,9 @@ func BootstrapMediaType(manifestType types.MediaType) types.MediaType {
 	return types.DockerLayer
 }
 
-// BootstrapLayer builds the last layer of a Nydus image: a gzip tar (Go's default level)
-// holding the directory "image" (0755), [BootstrapName] (0444) with the content of
-// bootstrapPath, then one "image/<Name>" (0444) per extra file in the order given. Headers
+// bootstrapLayer builds the last layer of a Nydus image: a gzip tar (Go's default level)
+// holding the directory "image" (0755), [BootstrapName] (0444) with the content
+// bootstrap, then one "image/<name>" (0444) per extra file in the order given. Headers
 // carry no owner, group or time, as nydus-snapshotter's packToTar writes them, so the same
 // files give the same bytes. mediaType must be a gzip layer type;
 // [BootstrapMediaType] gives the one [Image] expects.
@@ -111,20 +106,20 @@ func BootstrapMediaType(manifestType types.MediaType) types.MediaType {
 // The gzip stream is written to a new temporary file in workDir ("" means os.TempDir()),
 // hashed on the way, and never held in memory. The returned layer reads that file, so it
 // must outlive the layer's use; removing it (with workDir) is the caller's job.
-func BootstrapLayer(bootstrapPath string, extra []NamedFile, mediaType types.MediaType, workDir string) (_ v1.Layer, err error) {
+func bootstrapLayer(bootstrap []byte, extra []namedFile, mediaType types.MediaType, workDir string) (_ v1.Layer, err error) {
 	if mediaType != types.OCILayer && mediaType != types.DockerLayer {
 		return nil, fmt.Errorf("building bootstrap layer: media type %q is not a gzip layer type", mediaType)
 	}
-	files := append([]NamedFile{{Name: path.Base(BootstrapName), Path: bootstrapPath}}, extra...)
+	files := append([]namedFile{{name: path.Base(BootstrapName), data: bootstrap}}, extra...)
 	seen := map[string]bool{}
 	for _, nf := range files {
-		if nf.Name == "" || nf.Name == "." || nf.Name == ".." || strings.Contains(nf.Name, "/") {
-			return nil, fmt.Errorf("building bootstrap layer: %q is not a file name", nf.Name)
+		if nf.name == "" || nf.name == "." || nf.name == ".." || strings.Contains(nf.name, "/") {
+			return nil, fmt.Errorf("building bootstrap layer: %q is not a file name", nf.name)
 		}
-		if seen[nf.Name] {
-			return nil, fmt.Errorf("building bootstrap layer: %q appears twice", nf.Name)
+		if seen[nf.name] {
+			return nil, fmt.Errorf("building bootstrap layer: %q appears twice", nf.name)
 		}
-		seen[nf.Name] = true
+		seen[nf.name] = true
 	}
 	out, err := os.CreateTemp(workDir, "bootstrap-*.tar.gz")
 	if err != nil {
@@ -149,7 +144,11 @@ func BootstrapLayer(bootstrapPath string, extra []NamedFile, mediaType types.Med
 		return nil, fmt.Errorf("building bootstrap layer: %w", err)
 	}
 	for _, nf := range files {
-		if err := addFile(tw, dir+"/"+nf.Name, nf.Path); err != nil {
+		hdr := &tar.Header{Name: dir + "/" + nf.name, Mode: 0o444, Size: int64(len(nf.data)), Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, fmt.Errorf("building bootstrap layer: %w", err)
+		}
+		if _, err := tw.Write(nf.data); err != nil {
 			return nil, fmt.Errorf("building bootstrap layer: %w", err)
 		}
 	}
@@ -163,35 +162,6 @@ func BootstrapLayer(bootstrapPath string, extra []NamedFile, mediaType types.Med
 		return nil, fmt.Errorf("building bootstrap layer: %w", err)
 	}
 	return &fileLayer{path: out.Name(), digest: sumHash(gzSum), diffID: sumHash(tarSum), size: gzSize.n, mediaType: mediaType}, nil
-}
-
-// addFile writes the file at src into tw as a read-only regular file called name.
-func addFile(tw *tar.Writer, name, src string) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", src)
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o444, Size: fi.Size(), Typeflag: tar.TypeReg}); err != nil {
-		return err
-	}
-	if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%s shrank while being read", src)
-		}
-		return err
-	}
-	if n, _ := f.Read(make([]byte, 1)); n > 0 {
-		return fmt.Errorf("%s grew while being read", src)
-	}
-	return nil
 }
 
 // countWriter counts the bytes written through it.

@@ -22,10 +22,8 @@ import (
 	"github.com/nydus-go/nydusify/internal/verify"
 )
 
-// writeRandom writes size pseudo-random bytes (seeded, never starting like gzip or zstd) to
-// a new file in dir and returns its path.
-func writeRandom(t *testing.T, dir, name string, size int, seed uint64) string {
-	t.Helper()
+// randomBytes returns size pseudo-random bytes (seeded, never starting like gzip or zstd).
+func randomBytes(size int, seed uint64) []byte {
 	b := make([]byte, size)
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:], seed)
@@ -33,11 +31,27 @@ func writeRandom(t *testing.T, dir, name string, size int, seed uint64) string {
 	if size > 0 {
 		b[0] = 'N' // not a compression magic, so ggcr's peeking Uncompressed passes it through
 	}
+	return b
+}
+
+// writeRandom writes randomBytes(size, seed) to a new file in dir and returns its path.
+func writeRandom(t *testing.T, dir, name string, size int, seed uint64) string {
+	t.Helper()
 	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, b, 0o644); err != nil {
+	if err := os.WriteFile(p, randomBytes(size, seed), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// blobOf describes the blob file at p as the build would: its digest and size.
+func blobOf(t *testing.T, p string) Blob {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Blob{Path: p, Digest: sha256File(t, p), Size: fi.Size()}
 }
 
 func sha256File(t *testing.T, p string) v1.Hash {
@@ -80,7 +94,7 @@ func TestBlobLayer(t *testing.T) {
 	want := sha256File(t, path)
 	content, _ := os.ReadFile(path)
 
-	l, err := BlobLayer(path)
+	l, err := blobLayer(Blob{Path: path, Digest: want, Size: int64(len(content))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +112,8 @@ func TestBlobLayer(t *testing.T) {
 		}
 	}
 
-	// A file changed after hashing fails the read instead of passing wrong bytes on.
+	// A file that does not match the digest the build reported fails the read instead of
+	// passing wrong bytes on.
 	content[len(content)/2] ^= 1
 	if err := os.WriteFile(path, content, 0o644); err != nil {
 		t.Fatal(err)
@@ -113,18 +128,34 @@ func TestBlobLayer(t *testing.T) {
 		t.Fatalf("reading a changed blob = %v, want a verify.Error", err)
 	}
 
-	if _, err := BlobLayer(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "hashing blob") {
-		t.Errorf("BlobLayer of a missing file = %v", err)
+	missing, err := blobLayer(Blob{Path: filepath.Join(dir, "missing"), Digest: want, Size: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := missing.Compressed(); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("opening a missing blob = %v", err)
+	}
+	for _, b := range []Blob{
+		{Path: path, Digest: v1.Hash{Algorithm: "sha512", Hex: want.Hex}, Size: 1},
+		{Path: path, Digest: v1.Hash{Algorithm: "sha256", Hex: want.Hex[:63]}, Size: 1},
+		{Path: path, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.ToUpper(want.Hex)}, Size: 1},
+		{Path: path, Digest: want, Size: -1},
+	} {
+		if _, err := blobLayer(b); err == nil {
+			t.Errorf("blobLayer(%+v) accepted", b)
+		}
 	}
 }
 
-// Hashing and reading a blob streams it: the heap does not grow with the file.
+// Making a blob layer reads nothing, and reading it streams: the heap does not grow with
+// the file.
 func TestBlobLayerStreams(t *testing.T) {
 	path := writeRandom(t, t.TempDir(), "blob", 32<<20, 2)
+	b := blobOf(t, path)
 	var l v1.Layer
 	alloc := allocatedDuring(func() {
 		var err error
-		if l, err = BlobLayer(path); err != nil {
+		if l, err = blobLayer(b); err != nil {
 			t.Fatal(err)
 		}
 		for range 2 {
@@ -139,7 +170,7 @@ func TestBlobLayerStreams(t *testing.T) {
 		}
 	})
 	if alloc > 1<<20 {
-		t.Errorf("hashing and reading a 32 MiB blob twice allocated %d bytes", alloc)
+		t.Errorf("reading a 32 MiB blob twice allocated %d bytes", alloc)
 	}
 }
 
@@ -169,14 +200,11 @@ func readTar(t *testing.T, b []byte) []tarEntry {
 }
 
 func TestBootstrapLayer(t *testing.T) {
-	dir := t.TempDir()
-	boot := writeRandom(t, dir, "merged.boot", 100<<10, 3)
-	meta1 := writeRandom(t, dir, "m1", 4096+80, 4)
-	meta2 := writeRandom(t, dir, "m2", 0, 5)
-	extra := []NamedFile{{Name: strings.Repeat("a", 64) + ".blob.meta", Path: meta1}, {Name: "prefetch.files", Path: meta2}}
+	boot := randomBytes(100<<10, 3)
+	extra := []namedFile{{name: strings.Repeat("a", 64) + ".blob.meta", data: randomBytes(4096+80, 4)}, {name: "prefetch.files", data: []byte{}}}
 	work := t.TempDir()
 
-	l, err := BootstrapLayer(boot, extra, types.OCILayer, work)
+	l, err := bootstrapLayer(boot, extra, types.OCILayer, work)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,12 +227,12 @@ func TestBootstrapLayer(t *testing.T) {
 		name string
 		mode int64
 		typ  byte
-		path string
+		body []byte
 	}{
-		{"image", 0o755, tar.TypeDir, ""}, // nydus-snapshotter packToTar: filepath.Dir("image/image.boot")
+		{"image", 0o755, tar.TypeDir, nil}, // nydus-snapshotter packToTar: filepath.Dir("image/image.boot")
 		{"image/image.boot", 0o444, tar.TypeReg, boot},
-		{"image/" + extra[0].Name, 0o444, tar.TypeReg, meta1},
-		{"image/prefetch.files", 0o444, tar.TypeReg, meta2},
+		{"image/" + extra[0].name, 0o444, tar.TypeReg, extra[0].data},
+		{"image/prefetch.files", 0o444, tar.TypeReg, extra[1].data},
 	}
 	if len(entries) != len(want) {
 		t.Fatalf("%d tar entries, want %d", len(entries), len(want))
@@ -217,10 +245,8 @@ func TestBootstrapLayer(t *testing.T) {
 		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(time.Unix(0, 0)) {
 			t.Errorf("entry %d: owner %d:%d %q:%q mtime %v, want none", i, h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime)
 		}
-		if w.path != "" {
-			if content, _ := os.ReadFile(w.path); !bytes.Equal(entries[i].body, content) {
-				t.Errorf("entry %d: content differs from %s", i, w.path)
-			}
+		if !bytes.Equal(entries[i].body, w.body) {
+			t.Errorf("entry %d: content differs", i)
 		}
 	}
 
@@ -231,7 +257,7 @@ func TestBootstrapLayer(t *testing.T) {
 	}
 
 	// The same inputs give the same bytes.
-	again, err := BootstrapLayer(boot, extra, types.OCILayer, work)
+	again, err := bootstrapLayer(boot, extra, types.OCILayer, work)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,12 +266,12 @@ func TestBootstrapLayer(t *testing.T) {
 	}
 }
 
-// Building the bootstrap layer streams the bootstrap: the heap does not grow with it.
+// Building the bootstrap layer streams the gzip to its file: the heap does not grow with it.
 func TestBootstrapLayerStreams(t *testing.T) {
 	dir := t.TempDir()
-	boot := writeRandom(t, dir, "big.boot", 8<<20, 6)
+	boot := randomBytes(8<<20, 6)
 	alloc := allocatedDuring(func() {
-		if _, err := BootstrapLayer(boot, nil, types.DockerLayer, dir); err != nil {
+		if _, err := bootstrapLayer(boot, nil, types.DockerLayer, dir); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -255,28 +281,23 @@ func TestBootstrapLayerStreams(t *testing.T) {
 }
 
 func TestBootstrapLayerErrors(t *testing.T) {
-	dir := t.TempDir()
-	boot := writeRandom(t, dir, "b", 10, 7)
+	boot := randomBytes(10, 7)
 	work := t.TempDir()
 	for _, tc := range []struct {
 		name      string
-		boot      string
-		extra     []NamedFile
+		extra     []namedFile
 		mediaType types.MediaType
 		wantErr   string
 	}{
-		{"empty name", boot, []NamedFile{{Name: "", Path: boot}}, types.OCILayer, `"" is not a file name`},
-		{"path in name", boot, []NamedFile{{Name: "a/b", Path: boot}}, types.OCILayer, `"a/b" is not a file name`},
-		{"dot dot", boot, []NamedFile{{Name: "..", Path: boot}}, types.OCILayer, `".." is not a file name`},
-		{"bootstrap name", boot, []NamedFile{{Name: "image.boot", Path: boot}}, types.OCILayer, `"image.boot" appears twice`},
-		{"duplicate", boot, []NamedFile{{Name: "x", Path: boot}, {Name: "x", Path: boot}}, types.OCILayer, `"x" appears twice`},
-		{"missing bootstrap", filepath.Join(dir, "none"), nil, types.OCILayer, "no such file"},
-		{"missing extra", boot, []NamedFile{{Name: "x", Path: filepath.Join(dir, "none")}}, types.OCILayer, "no such file"},
-		{"directory", dir, nil, types.OCILayer, "is not a regular file"},
-		{"not gzip", boot, nil, types.OCIUncompressedLayer, "is not a gzip layer type"},
-		{"nydus blob type", boot, nil, MediaTypeNydusBlob, "is not a gzip layer type"},
+		{"empty name", []namedFile{{name: "", data: boot}}, types.OCILayer, `"" is not a file name`},
+		{"path in name", []namedFile{{name: "a/b", data: boot}}, types.OCILayer, `"a/b" is not a file name`},
+		{"dot dot", []namedFile{{name: "..", data: boot}}, types.OCILayer, `".." is not a file name`},
+		{"bootstrap name", []namedFile{{name: "image.boot", data: boot}}, types.OCILayer, `"image.boot" appears twice`},
+		{"duplicate", []namedFile{{name: "x", data: boot}, {name: "x", data: boot}}, types.OCILayer, `"x" appears twice`},
+		{"not gzip", nil, types.OCIUncompressedLayer, "is not a gzip layer type"},
+		{"nydus blob type", nil, MediaTypeNydusBlob, "is not a gzip layer type"},
 	} {
-		_, err := BootstrapLayer(tc.boot, tc.extra, tc.mediaType, work)
+		_, err := bootstrapLayer(boot, tc.extra, tc.mediaType, work)
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "building bootstrap layer: ") {
 			t.Errorf("%s: %v, want error containing %q", tc.name, err, tc.wantErr)
 		}
@@ -285,7 +306,7 @@ func TestBootstrapLayerErrors(t *testing.T) {
 	if files, _ := os.ReadDir(work); len(files) != 0 {
 		t.Errorf("failed builds left %d files in workDir", len(files))
 	}
-	if _, err := BootstrapLayer(boot, nil, types.OCILayer, filepath.Join(dir, "no", "dir")); err == nil {
+	if _, err := bootstrapLayer(boot, nil, types.OCILayer, filepath.Join(work, "no", "dir")); err == nil {
 		t.Error("a missing workDir was accepted")
 	}
 }
@@ -303,7 +324,7 @@ func TestBootstrapMediaType(t *testing.T) {
 		if got := BootstrapMediaType(manifest); got != want {
 			t.Errorf("BootstrapMediaType(%s) = %s, want %s", manifest, got, want)
 		}
-		l, err := BootstrapLayer(writeRandom(t, t.TempDir(), "boot", 10, 8), nil, want, t.TempDir())
+		l, err := bootstrapLayer(randomBytes(10, 8), nil, want, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}

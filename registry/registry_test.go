@@ -1,4 +1,4 @@
-package imageref
+package registry
 
 import (
 	"context"
@@ -16,8 +16,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 )
 
 // basicAuth lets through only requests carrying user:pass, answering others with a Basic
@@ -36,10 +38,10 @@ func basicAuth(user, pass string) func(http.Handler) http.Handler {
 }
 
 // The default keychain reads $DOCKER_CONFIG/config.json, so credentials there reach the registry.
-func TestOpenSourceCredentialsFromDockerConfig(t *testing.T) {
-	host := startRegistry(t, basicAuth("alice", "s3cret"))
-	ref := mustRef(t, host+"/private:v1")
-	img := makeImage(t, amd64, true, gzipped)
+func TestOpenCredentialsFromDockerConfig(t *testing.T) {
+	host := fx.StartRegistry(t, basicAuth("alice", "s3cret"))
+	ref := fx.MustRef(t, host+"/private:v1")
+	img := fx.NewImage(t, fx.AMD64, true, fx.Gzip)
 	if err := remote.Write(ref, img.Image, remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"})); err != nil {
 		t.Fatal(err)
 	}
@@ -53,10 +55,10 @@ func TestOpenSourceCredentialsFromDockerConfig(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", configDir)
 	writeConfig := func(user, pass string) {
 		auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
-		writeFile(t, filepath.Join(configDir, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`))
+		fx.WriteFile(t, filepath.Join(configDir, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`))
 	}
 	open := func() error {
-		_, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: ref.String()}, RegistryOptions{})
+		_, _, err := Open(context.Background(), ref.String(), Options{})
 		return err
 	}
 
@@ -72,7 +74,7 @@ func TestOpenSourceCredentialsFromDockerConfig(t *testing.T) {
 		t.Fatalf("with credentials in $DOCKER_CONFIG: %v", err)
 	}
 	// An explicit keychain replaces the default one.
-	_, err := OpenSource(context.Background(), Ref{Kind: Registry, Name: ref.String()}, RegistryOptions{Keychain: authn.NewMultiKeychain()})
+	_, _, err := Open(context.Background(), ref.String(), Options{Keychain: authn.NewMultiKeychain()})
 	if err == nil {
 		t.Fatal("with an empty explicit keychain: no error")
 	}
@@ -80,7 +82,7 @@ func TestOpenSourceCredentialsFromDockerConfig(t *testing.T) {
 
 // registryCounting is an in-process registry that counts the requests it serves.
 func registryCounting(hits *atomic.Int64) http.Handler {
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		reg.ServeHTTP(w, r)
@@ -111,22 +113,22 @@ func TestNoSilentDowngradeToHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(insecureRef, makeImage(t, amd64, true, gzipped).Image); err != nil {
+	if err := remote.Write(insecureRef, fx.NewImage(t, fx.AMD64, true, fx.Gzip).Image); err != nil {
 		t.Fatal(err)
 	}
 	hits.Store(0)
 
 	// ggcr's own choice: HTTPS only for this host, HTTP allowed only when marked insecure.
-	if got := mustRef(t, host+"/app:v1").Context().Registry.Scheme(); got != "https" {
+	if got := fx.MustRef(t, host+"/app:v1").Context().Registry.Scheme(); got != "https" {
 		t.Fatalf("ggcr scheme for %s = %s, want https", host, got)
 	}
 	if insecureRef.Context().Registry.Scheme() != "http" {
 		t.Fatal("ggcr does not allow http for an insecure reference")
 	}
 
-	ref := Ref{Kind: Registry, Name: host + "/app:v1"}
-	for _, opts := range []RegistryOptions{{}, {Insecure: true}, {Retries: -1}} {
-		_, err := OpenSource(context.Background(), ref, opts)
+	ref := host + "/app:v1"
+	for _, opts := range []Options{{}, {Insecure: true}, {Retries: -1}} {
+		_, _, err := Open(context.Background(), ref, opts)
 		if err == nil {
 			t.Fatalf("PlainHTTP=false (%+v) reached an HTTP-only registry", opts)
 		}
@@ -137,7 +139,7 @@ func TestNoSilentDowngradeToHTTP(t *testing.T) {
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("%d requests reached the HTTP-only registry without PlainHTTP", n)
 	}
-	if _, err := OpenSource(context.Background(), ref, RegistryOptions{PlainHTTP: true}); err != nil {
+	if _, _, err := Open(context.Background(), ref, Options{PlainHTTP: true}); err != nil {
 		t.Fatalf("with PlainHTTP: %v", err)
 	}
 	if hits.Load() == 0 {
@@ -147,7 +149,7 @@ func TestNoSilentDowngradeToHTTP(t *testing.T) {
 
 // ggcr falls back to HTTP by itself for private addresses; the guard refuses it.
 func TestHTTPSOnlyRefusesPrivateFallback(t *testing.T) {
-	if got := mustRef(t, "10.1.2.3:5000/app").Context().Registry.Scheme(); got != "http" {
+	if got := fx.MustRef(t, "10.1.2.3:5000/app").Context().Registry.Scheme(); got != "http" {
 		t.Fatalf("ggcr scheme for a private address = %s; this test documents its fallback to http", got)
 	}
 	guard := httpsOnly{next: http.DefaultTransport}
@@ -173,7 +175,7 @@ func TestHTTPSOnlyRefusesPrivateFallback(t *testing.T) {
 // A transient 503 is retried unless retrying is off.
 func TestRetries(t *testing.T) {
 	var failures atomic.Int64
-	host := startRegistry(t, func(next http.Handler) http.Handler {
+	host := fx.StartRegistry(t, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.Contains(r.URL.Path, "/manifests/") && failures.Add(-1) >= 0 {
 				http.Error(w, "busy", http.StatusServiceUnavailable)
@@ -182,20 +184,20 @@ func TestRetries(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	})
-	img := makeImage(t, amd64, true, gzipped)
+	img := fx.NewImage(t, fx.AMD64, true, fx.Gzip)
 	failures.Store(0)
-	if err := remote.Write(mustRef(t, host+"/app:v1"), img.Image); err != nil {
+	if err := remote.Write(fx.MustRef(t, host+"/app:v1"), img.Image); err != nil {
 		t.Fatal(err)
 	}
-	ref := Ref{Kind: Registry, Name: host + "/app:v1"}
+	ref := host + "/app:v1"
 
 	failures.Store(1)
-	if _, err := OpenSource(context.Background(), ref, RegistryOptions{Retries: -1}); err == nil || !strings.Contains(err.Error(), "503") {
+	if _, _, err := Open(context.Background(), ref, Options{Retries: -1}); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("Retries -1 after a 503: %v, want the 503", err)
 	}
 	failures.Store(1)
 	start := time.Now()
-	if _, err := OpenSource(context.Background(), ref, RegistryOptions{Retries: 1}); err != nil {
+	if _, _, err := Open(context.Background(), ref, Options{Retries: 1}); err != nil {
 		t.Fatalf("Retries 1 after one 503: %v", err)
 	}
 	if d := time.Since(start); d < 900*time.Millisecond {
@@ -204,11 +206,11 @@ func TestRetries(t *testing.T) {
 }
 
 func TestRemoteOptionsErrors(t *testing.T) {
-	if _, err := (RegistryOptions{Jobs: -1}).RemoteOptions(); err == nil {
+	if _, err := (Options{Jobs: -1}).RemoteOptions(); err == nil {
 		t.Error("negative jobs accepted")
 	}
-	if _, err := (RegistryOptions{}).Reference(Ref{Kind: OCILayout, Path: "x"}); err == nil {
-		t.Error("Reference of an OCI layout accepted")
+	if _, err := (Options{}).Reference("not a reference"); err == nil || !strings.Contains(err.Error(), `parsing image reference "not a reference"`) {
+		t.Errorf("Reference of a malformed name: %v", err)
 	}
 }
 
@@ -220,14 +222,14 @@ func TestInsecureSkipsVerification(t *testing.T) {
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	host := strings.TrimPrefix(s.URL, "https://")
-	if err := remote.Write(mustRef(t, host+"/app:v1"), makeImage(t, amd64, true, gzipped).Image, remote.WithTransport(s.Client().Transport)); err != nil {
+	if err := remote.Write(fx.MustRef(t, host+"/app:v1"), fx.NewImage(t, fx.AMD64, true, fx.Gzip).Image, remote.WithTransport(s.Client().Transport)); err != nil {
 		t.Fatal(err)
 	}
-	ref := Ref{Kind: Registry, Name: host + "/app:v1"}
-	if _, err := OpenSource(context.Background(), ref, RegistryOptions{Retries: -1}); err == nil || !strings.Contains(err.Error(), "certificate") {
+	ref := host + "/app:v1"
+	if _, _, err := Open(context.Background(), ref, Options{Retries: -1}); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("self-signed certificate without Insecure: %v, want a certificate error", err)
 	}
-	if _, err := OpenSource(context.Background(), ref, RegistryOptions{Insecure: true}); err != nil {
+	if _, _, err := Open(context.Background(), ref, Options{Insecure: true}); err != nil {
 		t.Fatalf("with Insecure: %v", err)
 	}
 }

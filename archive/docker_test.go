@@ -1,8 +1,7 @@
-package imageref
+package archive
 
 import (
 	"archive/tar"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,40 +11,38 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/verify"
 )
 
 // ggcr's tarball.Write stores layers as Compressed() returns them: here gzip, zstd and a
-// plain tar, which OpenSource must list with matching media types and unchanged digests.
-func TestOpenSourceDockerArchiveFromGGCR(t *testing.T) {
-	img := makeImage(t, amd64, false, gzipped, uncompressed, zstded)
+// plain tar, which OpenDocker must list with matching media types and unchanged digests.
+func TestOpenDockerArchiveFromGGCR(t *testing.T) {
+	img := fx.NewImage(t, fx.AMD64, false, fx.Gzip, fx.Uncompressed, fx.Zstd)
 	file := filepath.Join(t.TempDir(), "save.tar")
-	if err := tarball.WriteToFile(file, mustRef(t, "example.com/app:v1"), img.Image); err != nil {
+	if err := tarball.WriteToFile(file, fx.MustRef(t, "example.com/app:v1"), img.Image); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"", "example.com/app:v1"} {
-		src, err := OpenSource(context.Background(), Ref{Kind: DockerArchive, Path: file, Name: name}, RegistryOptions{})
+		desc, got, err := OpenDocker(file, name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if src.IsIndex() || src.MediaType() != types.DockerManifestSchema2 {
-			t.Fatalf("source is index=%v %s, want a docker manifest", src.IsIndex(), src.MediaType())
+		if desc.MediaType != types.DockerManifestSchema2 {
+			t.Fatalf("opened a %s, want a docker manifest", desc.MediaType)
 		}
-		imgs, _, err := src.Images(nil, false)
-		if err != nil {
-			t.Fatal(err)
+		raw, _ := got.RawManifest()
+		if desc.Digest != fx.HashOf(raw) || desc.Size != int64(len(raw)) {
+			t.Errorf("descriptor %+v, manifest hashes to %s", desc, fx.HashOf(raw))
 		}
-		if len(imgs) != 1 || !imgs[0].Platform.Equals(amd64) {
-			t.Fatalf("Images = %+v, want one linux/amd64 image", imgs)
+		if d, _ := partial.Descriptor(got); d == nil || d.Digest != desc.Digest {
+			t.Errorf("image descriptor %+v, want %s", d, desc.Digest)
 		}
-		raw, _ := imgs[0].Image.RawManifest()
-		if src.Digest() != hashOf(raw) || imgs[0].Descriptor.Digest != src.Digest() {
-			t.Errorf("source digest %s, descriptor %s, manifest hashes to %s", src.Digest(), imgs[0].Descriptor.Digest, hashOf(raw))
-		}
-		checkLayers(t, imgs[0].Image, img)
+		fx.CheckLayers(t, got, img)
 	}
 }
 
@@ -76,9 +73,9 @@ func writeTar(t *testing.T, file string, entries []*tar.Header, bodies map[strin
 
 // A "docker save" in the legacy layout: uncompressed layer.tar files, a duplicate layer stored
 // as a symlink, "./" prefixes, and two images.
-func TestOpenSourceDockerArchiveLegacy(t *testing.T) {
-	layer1 := tarOf(t, map[string]string{"bin/sh": "#!"})
-	layer2 := tarOf(t, map[string]string{"etc/hosts": "127.0.0.1 localhost"})
+func TestOpenDockerArchiveLegacy(t *testing.T) {
+	layer1 := fx.Tar(t, map[string]string{"bin/sh": "#!"})
+	layer2 := fx.Tar(t, map[string]string{"etc/hosts": "127.0.0.1 localhost"})
 	cfg := []byte(`{"architecture":"arm64","variant":"v8","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
 	manifest, _ := json.Marshal([]dockerManifestEntry{
 		{Config: "cfg.json", RepoTags: []string{"example.com/app:v1"}, Layers: []string{"l1/layer.tar", "l2/layer.tar", "l3/layer.tar"}},
@@ -94,25 +91,21 @@ func TestOpenSourceDockerArchiveLegacy(t *testing.T) {
 		{Name: "./manifest.json", Typeflag: tar.TypeReg, Mode: 0o644},
 	}, map[string][]byte{"./l1/layer.tar": layer1, "./l2/layer.tar": layer2, "./cfg.json": cfg, "./manifest.json": manifest})
 
-	src, err := OpenSource(context.Background(), Ref{Kind: DockerArchive, Path: file, Name: "example.com/app:v1"}, RegistryOptions{})
+	_, img, err := OpenDocker(file, "example.com/app:v1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs, _, err := src.Images(nil, false)
-	if err != nil {
-		t.Fatal(err)
+	if cfg, err := img.ConfigFile(); err != nil || !cfg.Platform().Equals(fx.ARM64) {
+		t.Errorf("config platform %v (%v), want %v", cfg.Platform(), err, fx.ARM64)
 	}
-	if !imgs[0].Platform.Equals(arm64) {
-		t.Errorf("platform %v, want %v from the config", imgs[0].Platform, arm64)
-	}
-	m, err := imgs[0].Image.Manifest()
+	m, err := img.Manifest()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []v1.Descriptor{
-		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer1)), Digest: hashOf(layer1)},
-		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer2)), Digest: hashOf(layer2)},
-		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer1)), Digest: hashOf(layer1)},
+		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer1)), Digest: fx.HashOf(layer1)},
+		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer2)), Digest: fx.HashOf(layer2)},
+		{MediaType: types.DockerUncompressedLayer, Size: int64(len(layer1)), Digest: fx.HashOf(layer1)},
 	}
 	if len(m.Layers) != len(want) {
 		t.Fatalf("manifest has %d layers, want %d", len(m.Layers), len(want))
@@ -122,11 +115,11 @@ func TestOpenSourceDockerArchiveLegacy(t *testing.T) {
 			t.Errorf("layer %d: %+v, want %+v", i, m.Layers[i], want[i])
 		}
 	}
-	if m.Config.Digest != hashOf(cfg) || m.Config.MediaType != types.DockerConfigJSON {
-		t.Errorf("config descriptor %+v, want digest %s", m.Config, hashOf(cfg))
+	if m.Config.Digest != fx.HashOf(cfg) || m.Config.MediaType != types.DockerConfigJSON {
+		t.Errorf("config descriptor %+v, want digest %s", m.Config, fx.HashOf(cfg))
 	}
-	layers, _ := imgs[0].Image.Layers()
-	if got := readAll(t, layers[2]); string(got) != string(layer1) {
+	layers, _ := img.Layers()
+	if got := fx.ReadAll(t, layers[2]); string(got) != string(layer1) {
 		t.Error("the symlinked layer does not read as its target")
 	}
 
@@ -137,45 +130,41 @@ func TestOpenSourceDockerArchiveLegacy(t *testing.T) {
 		"docker.io/library/other:v2":       "",
 		"example.com/app:v2":               "no image named example.com/app:v2",
 	} {
-		_, err := OpenSource(context.Background(), Ref{Kind: DockerArchive, Path: file, Name: name}, RegistryOptions{})
+		_, _, err := OpenDocker(file, name)
 		if wantErr == "" && err != nil || wantErr != "" && (err == nil || !strings.Contains(err.Error(), wantErr)) {
-			t.Errorf("OpenSource(name %q) = %v, want error containing %q", name, err, wantErr)
+			t.Errorf("OpenDocker(name %q) = %v, want error containing %q", name, err, wantErr)
 		}
 	}
 }
 
 // Newer docker saves put layers under blobs/sha256/; their digests come from the path and
 // are checked when the layer is read.
-func TestOpenSourceDockerArchiveBlobPaths(t *testing.T) {
-	layer := compress(t, tarOf(t, map[string]string{"a": "b"}), gzipped)
-	good := "blobs/sha256/" + hashOf(layer).Hex
+func TestOpenDockerArchiveBlobPaths(t *testing.T) {
+	layer := fx.Compress(t, fx.Tar(t, map[string]string{"a": "b"}), fx.Gzip)
+	good := "blobs/sha256/" + fx.HashOf(layer).Hex
 	liar := "blobs/sha256/" + strings.Repeat("0", 64)
 	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
-	manifest, _ := json.Marshal([]dockerManifestEntry{{Config: "blobs/sha256/" + hashOf(cfg).Hex, Layers: []string{good, liar}}})
+	manifest, _ := json.Marshal([]dockerManifestEntry{{Config: "blobs/sha256/" + fx.HashOf(cfg).Hex, Layers: []string{good, liar}}})
 	file := filepath.Join(t.TempDir(), "save.tar")
 	writeTar(t, file, []*tar.Header{
 		{Name: good, Typeflag: tar.TypeReg},
 		{Name: liar, Typeflag: tar.TypeReg},
-		{Name: "blobs/sha256/" + hashOf(cfg).Hex, Typeflag: tar.TypeReg},
+		{Name: "blobs/sha256/" + fx.HashOf(cfg).Hex, Typeflag: tar.TypeReg},
 		{Name: "manifest.json", Typeflag: tar.TypeReg},
-	}, map[string][]byte{good: layer, liar: layer, "blobs/sha256/" + hashOf(cfg).Hex: cfg, "manifest.json": manifest})
+	}, map[string][]byte{good: layer, liar: layer, "blobs/sha256/" + fx.HashOf(cfg).Hex: cfg, "manifest.json": manifest})
 
-	src, err := OpenSource(context.Background(), Ref{Kind: DockerArchive, Path: file}, RegistryOptions{})
+	_, img, err := OpenDocker(file, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs, _, err := src.Images(nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	layers, err := imgs[0].Image.Layers()
+	layers, err := img.Layers()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if mt, _ := layers[0].MediaType(); mt != types.DockerLayer {
 		t.Errorf("gzip layer listed as %s", mt)
 	}
-	readAll(t, layers[0])
+	fx.ReadAll(t, layers[0])
 	rc, err := layers[1].Compressed()
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,12 @@
-package imageref
+// Package registry is the place images live in a registry: it opens an image or index by
+// reference and pushes one, with go-containerregistry's remote package under our settings
+// (TLS, credentials from the docker config, retries, upload jobs, and no plain HTTP unless
+// allowed). It speaks ggcr's v1.Image and v1.ImageIndex and knows nothing of Nydus.
+//
+// Reading fetches the manifest or index only; configs and layers are fetched when a caller
+// asks for them, and verified against their digests by ggcr as they stream. Pushing writes
+// every blob, then each manifest, and the manifest or index the reference names last.
+package registry
 
 import (
 	"context"
@@ -11,12 +19,14 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// RegistryOptions configures registry I/O. The zero value is the default: HTTPS with
-// certificate verification, credentials from the docker config, ggcr's retries, 4 jobs.
-type RegistryOptions struct {
+// Options configures registry I/O. The zero value is the default: HTTPS with certificate
+// verification, credentials from the docker config, ggcr's retries, 4 jobs.
+type Options struct {
 	// Insecure skips TLS certificate verification. Connections still use HTTPS.
 	Insecure bool
 	// PlainHTTP allows plain HTTP to the registry. ggcr still tries HTTPS first and falls back
@@ -41,26 +51,23 @@ type RegistryOptions struct {
 	UserAgent string
 }
 
-// Reference parses the Name of a registry Ref for use with ggcr, marking it insecure when
-// PlainHTTP is set so that ggcr may fall back to HTTP.
-func (o RegistryOptions) Reference(r Ref) (name.Reference, error) {
-	if r.Kind != Registry {
-		return nil, fmt.Errorf("%s is not a registry reference", r)
-	}
+// Reference parses a registry reference ("host[:port]/repo[:tag]" or "…@sha256:…") for use
+// with ggcr, marking it insecure when PlainHTTP is set so that ggcr may fall back to HTTP.
+func (o Options) Reference(ref string) (name.Reference, error) {
 	var nameOpts []name.Option
 	if o.PlainHTTP {
 		nameOpts = append(nameOpts, name.Insecure)
 	}
-	ref, err := name.ParseReference(r.Name, nameOpts...)
+	r, err := name.ParseReference(ref, nameOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("parsing image reference %q: %w", r.Name, err)
+		return nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
 	}
-	return ref, nil
+	return r, nil
 }
 
 // Transport returns the HTTP transport for these settings: TLS verification unless
 // Insecure, and the plain-HTTP guard unless PlainHTTP.
-func (o RegistryOptions) Transport() (http.RoundTripper, error) {
+func (o Options) Transport() (http.RoundTripper, error) {
 	defaultTransport, ok := remote.DefaultTransport.(*http.Transport)
 	if !ok {
 		return nil, fmt.Errorf("registry options: remote.DefaultTransport is a %T, not an *http.Transport", remote.DefaultTransport)
@@ -76,7 +83,7 @@ func (o RegistryOptions) Transport() (http.RoundTripper, error) {
 }
 
 // Credentials returns Keychain, or authn.DefaultKeychain when it is nil.
-func (o RegistryOptions) Credentials() authn.Keychain {
+func (o Options) Credentials() authn.Keychain {
 	if o.Keychain == nil {
 		return authn.DefaultKeychain
 	}
@@ -85,7 +92,7 @@ func (o RegistryOptions) Credentials() authn.Keychain {
 
 // RemoteOptions returns the ggcr remote options for these settings: transport (TLS and the
 // plain-HTTP guard), credentials, retries, jobs and user agent. A negative Jobs is an error.
-func (o RegistryOptions) RemoteOptions() ([]remote.Option, error) {
+func (o Options) RemoteOptions() ([]remote.Option, error) {
 	if o.Jobs < 0 {
 		return nil, fmt.Errorf("registry options: jobs %d is negative", o.Jobs)
 	}
@@ -135,35 +142,88 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// openRegistry fetches the manifest or index named by ref.
-func openRegistry(ctx context.Context, ref Ref, opts RegistryOptions) (*Source, error) {
+// Artifact is what a registry stores under a reference: a v1.Image or a v1.ImageIndex.
+type Artifact interface {
+	partial.Describable
+	RawManifest() ([]byte, error)
+}
+
+// Open fetches the manifest or index ref names and returns its descriptor with the image
+// (a v1.Image) or index (a v1.ImageIndex) over it. Nothing else is fetched until asked for.
+func Open(ctx context.Context, ref string, opts Options) (v1.Descriptor, Artifact, error) {
 	nref, err := opts.Reference(ref)
 	if err != nil {
-		return nil, err
+		return v1.Descriptor{}, nil, err
 	}
 	ropts, err := opts.RemoteOptions()
 	if err != nil {
-		return nil, err
+		return v1.Descriptor{}, nil, err
 	}
 	p, err := remote.NewPuller(ropts...)
 	if err != nil {
-		return nil, err
+		return v1.Descriptor{}, nil, err
 	}
 	desc, err := p.Get(ctx, nref)
 	if err != nil {
-		return nil, fmt.Errorf("fetching manifest of %s: %w", nref, err)
+		return v1.Descriptor{}, nil, fmt.Errorf("fetching manifest of %s: %w", nref, err)
 	}
-	src := &Source{desc: desc.Descriptor}
+	var a Artifact
 	switch {
 	case desc.MediaType.IsIndex():
-		src.index, err = desc.ImageIndex()
+		a, err = desc.ImageIndex()
 	case desc.MediaType.IsImage():
-		src.image, err = desc.Image()
+		a, err = desc.Image()
 	default:
-		return nil, fmt.Errorf("%s has media type %s, which is neither an image nor an index", nref, desc.MediaType)
+		return v1.Descriptor{}, nil, fmt.Errorf("%s has media type %s, which is neither an image nor an index", nref, desc.MediaType)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", nref, err)
+		return v1.Descriptor{}, nil, fmt.Errorf("reading %s: %w", nref, err)
 	}
-	return src, nil
+	return desc.Descriptor, a, nil
+}
+
+// Push writes a (a v1.Image or a v1.ImageIndex) to the registry under ref and returns its
+// descriptor (media type, size, digest). ggcr uploads layers and configs (opts.Jobs at a
+// time; blobs the registry already has are skipped), then each child manifest, and puts the
+// manifest or index ref names last, so a reader never sees a manifest whose blobs are
+// missing. Cancelling ctx stops it.
+func Push(ctx context.Context, ref string, a Artifact, opts Options) (v1.Descriptor, error) {
+	desc, err := describe(a)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	nref, err := opts.Reference(ref)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	ropts, err := opts.RemoteOptions()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	p, err := remote.NewPusher(ropts...)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := p.Push(ctx, nref, a); err != nil {
+		return v1.Descriptor{}, fmt.Errorf("pushing %s: %w", nref, err)
+	}
+	return desc, nil
+}
+
+// describe returns the media type, size and digest of a manifest or index. Unlike
+// partial.Descriptor it sets no artifactType, which containerd does not write either and
+// docker manifest lists do not define.
+func describe(a Artifact) (v1.Descriptor, error) {
+	var (
+		d   v1.Descriptor
+		err error
+	)
+	if d.MediaType, err = a.MediaType(); err != nil {
+		return d, err
+	}
+	if d.Size, err = a.Size(); err != nil {
+		return d, err
+	}
+	d.Digest, err = a.Digest()
+	return d, err
 }
