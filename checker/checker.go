@@ -306,6 +306,9 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 	// for), never against the blob's own digest array.
 	paths := make([]string, len(rd.Blobs))
 	img, err := rafs.NewImage(rd, rafs.BlobOpenerFunc(func(i int, e rafs.BlobEntry) (io.ReaderAt, int64, error) {
+		if paths[i] == "" {
+			return nil, 0, errors.New("not downloaded (see the bootstrap problems)")
+		}
 		f, err := os.Open(paths[i])
 		if err != nil {
 			return nil, 0, err
