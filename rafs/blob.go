@@ -124,7 +124,9 @@ func newBlobReader(index int, e BlobEntry, r io.ReaderAt, size int64, bs uint64,
 	if src.Len() != int(e.ChunkCount) {
 		return nil, corruptf("blob %s: chunk info holds %d chunks, the blob table says %d", e.BlobID, src.Len(), e.ChunkCount)
 	}
-	for ci, rec := range table {
+	// In index order, so the first disagreement is the one reported.
+	for _, ci := range slices.Sorted(maps.Keys(table)) {
+		rec := table[ci]
 		if int(ci) >= src.Len() {
 			return nil, corruptf("chunk table names chunk %d of blob %s, which has %d", ci, e.BlobID, src.Len())
 		}
@@ -167,9 +169,7 @@ func (b *BlobReader) InTable(i uint32) bool {
 // TableChunks returns, in ascending order, the chunk indexes the
 // bootstrap's chunk table records for this blob.
 func (b *BlobReader) TableChunks() []uint32 {
-	out := slices.Collect(maps.Keys(b.table))
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(b.table))
 }
 
 // Resolve checks chunk index a of a file, which must name this blob and
