@@ -2,11 +2,12 @@
 // uncompressed chunks of one Nydus data blob, fetching each from a
 // backend.Backend the first time it is read.
 //
-// A fetched chunk is decompressed, checked against the digest the bootstrap's
-// chunk table records, and written into a sparse file holding the blob's
-// uncompressed view; only then is it served. Marks of ready chunks reach the
-// chunk map file in batches, each after an fsync of the data it vouches for,
-// so a crash can only lose marks, never leave a wrong one. Files in the cache
+// A fetched chunk is decompressed and checked by the image's rafs.BlobReader
+// against the sizes and digest the bootstrap's chunk table records, then
+// written into a sparse file holding the blob's uncompressed view; only then
+// is it served. Marks of ready chunks reach the chunk map file in batches,
+// each after an fsync of the data it vouches for, so a crash can only lose
+// marks, never leave a wrong one. Files in the cache
 // directory, per blob id:
 //
 //	<id>.blob.data   the uncompressed view: chunk i at its UncompressedOffset,
@@ -50,8 +51,9 @@ import (
 )
 
 // ErrDigestMismatch is wrapped by errors about chunks whose data does not
-// match the digest the bootstrap records for them.
-var ErrDigestMismatch = errors.New("blobcache: chunk digest mismatch")
+// match the digest the bootstrap's chunk table records for them. It is
+// rafs.ErrDigestMismatch: rafs does the verifying.
+var ErrDigestMismatch = rafs.ErrDigestMismatch
 
 // Options configure Open. The zero value logs nothing and amplifies reads
 // to DefaultAmplify.
@@ -100,15 +102,17 @@ type fetch struct {
 	err  error
 }
 
-// Open opens, creating it if needed, the cache of blob e (an entry of the
-// bootstrap's blob table) in dir. digests maps every chunk-info index a file
-// references to its digest (rafs.Reader.ChunkDigests); a chunk with no
-// digest cannot be read. The blob's chunk-info array is read through be, or
-// from dir when an earlier Open saved it.
-func Open(ctx context.Context, dir string, be backend.Backend, e rafs.BlobEntry, digests map[uint32][32]byte, opts Options) (_ *Cache, err error) {
-	if digests == nil {
-		return nil, fmt.Errorf("blob %s: no chunk digests given", e.BlobID)
+// Open opens, creating it if needed, the cache in dir of blob index (of
+// img's blob table). Every chunk is verified by img's blob reader against
+// the bootstrap's chunk table before it is cached; a chunk the table does
+// not record cannot be read. The blob's chunk-info array is read through
+// be, or from dir when an earlier Open saved it.
+func Open(ctx context.Context, dir string, be backend.Backend, img *rafs.Image, index int, opts Options) (_ *Cache, err error) {
+	blobs := img.Bootstrap().Blobs
+	if index < 0 || index >= len(blobs) {
+		return nil, fmt.Errorf("the bootstrap has no blob %d", index)
 	}
+	e := blobs[index]
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating cache directory: %w", err)
 	}
@@ -134,7 +138,7 @@ func Open(ctx context.Context, dir string, be backend.Backend, e rafs.BlobEntry,
 	if err := unix.Flock(int(c.cmap.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return nil, fmt.Errorf("locking chunk map of blob %s (in use by another process?): %w", e.BlobID, err)
 	}
-	if c.blob, err = openBlob(ctx, base+".chunk_info", be, e, digests); err != nil {
+	if c.blob, err = openBlob(ctx, base+".chunk_info", be, img, index); err != nil {
 		return nil, err
 	}
 	if c.data, err = os.OpenFile(base+".blob.data", os.O_RDWR|os.O_CREATE, 0o600); err != nil {
@@ -149,7 +153,7 @@ func Open(ctx context.Context, dir string, be backend.Backend, e rafs.BlobEntry,
 			return nil, fmt.Errorf("sizing blob data: %w", err)
 		}
 	}
-	marks := make([]byte, len(c.blob.Chunks))
+	marks := make([]byte, c.blob.ChunkCount())
 	if _, err := c.cmap.ReadAt(marks, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("reading chunk map: %w", err)
 	}
@@ -162,11 +166,13 @@ func Open(ctx context.Context, dir string, be backend.Backend, e rafs.BlobEntry,
 	return c, nil
 }
 
-// openBlob loads the chunk list of e from the saved copy at infoPath or, when
-// that is missing or stale, by reading the chunk-info region through be.
-func openBlob(ctx context.Context, infoPath string, be backend.Backend, e rafs.BlobEntry, digests map[uint32][32]byte) (*rafs.BlobReader, error) {
+// openBlob gets img's reader of blob index over the blob's chunk-info
+// region, from the saved copy at infoPath or, when that is missing or stale,
+// read through be.
+func openBlob(ctx context.Context, infoPath string, be backend.Backend, img *rafs.Image, index int) (*rafs.BlobReader, error) {
+	e := img.Bootstrap().Blobs[index]
 	if e.ChunkCount == 0 {
-		return rafs.OpenBlob(bytes.NewReader(nil), 0, e, digests)
+		return img.BlobAt(index, bytes.NewReader(nil), 0)
 	}
 	regionSize := e.MetaCompressedSize + rafs.BlobMetaHeaderSize
 	if e.MetaCompressedSize > e.MetaSize || e.MetaSize != uint64(e.ChunkCount)*rafs.ChunkInfoV1Size {
@@ -174,7 +180,7 @@ func openBlob(ctx context.Context, infoPath string, be backend.Backend, e rafs.B
 	}
 	if saved, err := os.ReadFile(infoPath); err == nil && uint64(len(saved)) == 8+regionSize {
 		size := int64(binary.LittleEndian.Uint64(saved))
-		if b, err := rafs.OpenBlob(&regionReader{region: saved[8:], off: int64(e.MetaOffset)}, size, e, digests); err == nil {
+		if b, err := img.BlobAt(index, &regionReader{region: saved[8:], off: int64(e.MetaOffset)}, size); err == nil {
 			return b, nil
 		}
 	}
@@ -189,7 +195,7 @@ func openBlob(ctx context.Context, infoPath string, be backend.Backend, e rafs.B
 	if _, err := be.ReadAt(ctx, e.BlobID, region, int64(e.MetaOffset)); err != nil {
 		return nil, fmt.Errorf("reading chunk info of blob %s: %w", e.BlobID, err)
 	}
-	b, err := rafs.OpenBlob(&regionReader{region: region, off: int64(e.MetaOffset)}, size, e, digests)
+	b, err := img.BlobAt(index, &regionReader{region: region, off: int64(e.MetaOffset)}, size)
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +206,9 @@ func openBlob(ctx context.Context, infoPath string, be backend.Backend, e rafs.B
 	return b, nil
 }
 
-// regionReader serves the one region of a blob rafs.OpenBlob reads when it
-// is given the chunk digests.
+// regionReader serves the one region of a blob a rafs.BlobReader reads when
+// it is made: the chunk-info array and its header. Chunk bytes are fetched
+// through the backend and handed to DecodeChunk.
 type regionReader struct {
 	region []byte
 	off    int64
@@ -235,8 +242,9 @@ func writeFileAtomic(path string, data []byte) error {
 	return err
 }
 
-// Blob returns the blob's metadata: its blob-table entry and chunk list.
-// The caller must not modify it.
+// Blob returns the blob's reader: its blob-table entry, chunk locations and
+// the chunk-table checks (Resolve). Its ReadChunk cannot be used: the cache
+// holds only the blob's chunk-info region.
 func (c *Cache) Blob() *rafs.BlobReader { return c.blob }
 
 // Ready reports whether chunk i is in the cache.
@@ -246,10 +254,10 @@ func (c *Cache) Ready(i uint32) bool { return int(i) < len(c.ready) && c.ready[i
 // bytes into it, fetching and verifying the chunk first if it is not cached.
 // The range must lie within the chunk.
 func (c *Cache) ReadChunkAt(ctx context.Context, i uint32, p []byte, off int64) (int, error) {
-	if int(i) >= len(c.blob.Chunks) {
-		return 0, fmt.Errorf("blob %s has no chunk %d", c.blob.Entry.BlobID, i)
+	ch, err := c.blob.Chunk(i)
+	if err != nil {
+		return 0, err
 	}
-	ch := c.blob.Chunks[i]
 	if off < 0 || off+int64(len(p)) > int64(ch.UncompressedSize) {
 		return 0, fmt.Errorf("read of %d+%d outside chunk %d of blob %s (%d bytes)", off, len(p), i, c.blob.Entry.BlobID, ch.UncompressedSize)
 	}
@@ -290,22 +298,22 @@ func (c *Cache) ensure(ctx context.Context, i uint32) error {
 }
 
 // claimLocked registers as in flight chunk i and the chunks that follow it
-// contiguously in the blob, not ready, not in flight and with a digest,
+// contiguously in the blob, not ready, not in flight and in the chunk table,
 // while the run's compressed size stays within limit. c.mu must be held.
 func (c *Cache) claimLocked(i uint32, limit int64) []*fetch {
-	chunks := c.blob.Chunks
 	run := []*fetch{{i: i, done: make(chan struct{})}}
-	end := chunks[i].CompressedOffset + uint64(chunks[i].CompressedSize)
-	total := int64(chunks[i].CompressedSize)
-	for k := i + 1; int(k) < len(chunks); k++ {
-		ch := chunks[k]
+	first := c.loc(i)
+	end := first.CompressedOffset + uint64(first.CompressedSize)
+	total := int64(first.CompressedSize)
+	for k := i + 1; int(k) < c.blob.ChunkCount(); k++ {
+		ch := c.loc(k)
 		if ch.CompressedOffset != end || total+int64(ch.CompressedSize) > limit || c.ready[k].Load() {
 			break
 		}
 		if _, ok := c.inflight[k]; ok {
 			break
 		}
-		if _, ok := c.blob.Digests[k]; !ok {
+		if !c.blob.InTable(k) {
 			break
 		}
 		run = append(run, &fetch{i: k, done: make(chan struct{})})
@@ -324,7 +332,7 @@ func (c *Cache) claimLocked(i uint32, limit int64) []*fetch {
 // backend's own timeouts bound it.
 func (c *Cache) fetchRun(ctx context.Context, run []*fetch) {
 	e := &c.blob.Entry
-	first, last := c.blob.Chunks[run[0].i], c.blob.Chunks[run[len(run)-1].i]
+	first, last := c.loc(run[0].i), c.loc(run[len(run)-1].i)
 	start := first.CompressedOffset
 	raw := make([]byte, last.CompressedOffset+uint64(last.CompressedSize)-start)
 	_, err := c.be.ReadAt(context.WithoutCancel(ctx), e.BlobID, raw, int64(start))
@@ -334,7 +342,7 @@ func (c *Cache) fetchRun(ctx context.Context, run []*fetch) {
 	for _, f := range run {
 		f.err = err
 		if err == nil {
-			ch := c.blob.Chunks[f.i]
+			ch := c.loc(f.i)
 			off := ch.CompressedOffset - start
 			f.err = c.commit(f.i, raw[off:off+uint64(ch.CompressedSize)])
 		}
@@ -356,21 +364,10 @@ func (c *Cache) fetchRun(ctx context.Context, run []*fetch) {
 // writes them to the blob's view and marks the chunk ready.
 func (c *Cache) commit(i uint32, raw []byte) error {
 	e := &c.blob.Entry
-	ch := c.blob.Chunks[i]
-	want, ok := c.blob.Digests[i]
-	if !ok {
-		return fmt.Errorf("chunk %d of blob %s has no digest in the bootstrap", i, e.BlobID)
-	}
-	alg := rafs.CompressNone
-	if ch.Compressed() {
-		alg = e.Compressor
-	}
-	data, err := alg.Decompress(nil, raw, int(ch.UncompressedSize))
+	ch := c.loc(i)
+	data, err := c.blob.DecodeChunk(i, raw, nil)
 	if err != nil {
-		return fmt.Errorf("chunk %d of blob %s: %w", i, e.BlobID, err)
-	}
-	if got := e.Digester.Sum(data); got != want {
-		return fmt.Errorf("%w: chunk %d of blob %s at %d: %s %x, want %x", ErrDigestMismatch, i, e.BlobID, ch.CompressedOffset, e.Digester, got[:8], want[:8])
+		return err
 	}
 	// Zero data needs no write: the view file reads as zeros there.
 	if !allZero(data) {
@@ -389,7 +386,7 @@ func (c *Cache) commit(i uint32, raw []byte) error {
 // workers backend requests at once, each covering a run of neighbouring
 // chunks up to the amplification size. It returns how many chunks it
 // fetched and the errors of those it could not (each also logged); chunks
-// without a digest are skipped. It stops early when ctx is cancelled.
+// the bootstrap's chunk table does not record are skipped. It stops early when ctx is cancelled.
 func (c *Cache) Prefetch(ctx context.Context, chunks []uint32, workers int) (int, error) {
 	idx := slices.Clone(chunks)
 	slices.Sort(idx)
@@ -404,10 +401,7 @@ func (c *Cache) Prefetch(ctx context.Context, chunks []uint32, workers int) (int
 		fetched atomic.Int64
 	)
 	for _, i := range idx {
-		if int(i) >= len(c.blob.Chunks) || c.ready[i].Load() {
-			continue
-		}
-		if _, ok := c.blob.Digests[i]; !ok {
+		if int(i) >= c.blob.ChunkCount() || c.ready[i].Load() || !c.blob.InTable(i) {
 			continue
 		}
 		select {
@@ -498,6 +492,12 @@ func (c *Cache) writeMarks(pending []uint32) error {
 		}
 	}
 	return nil
+}
+
+// loc returns the location of chunk i, which the caller knows exists.
+func (c *Cache) loc(i uint32) rafs.ChunkLocation {
+	ch, _ := c.blob.Chunk(i)
+	return ch
 }
 
 func allZero(b []byte) bool {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -29,19 +30,20 @@ func (c *countingBackend) ReadAt(ctx context.Context, id string, p []byte, off i
 	return c.Backend.ReadAt(ctx, id, p, off)
 }
 
-// referencedBytes is the compressed size of the chunks with a digest, plus
-// the chunk-info region a first Open reads.
-func referencedBytes(br *rafs.BlobReader, digests map[uint32][32]byte) int64 {
+// referencedBytes is the compressed size of the chunks the chunk table
+// records, plus the chunk-info region a first Open reads.
+func referencedBytes(br *rafs.BlobReader) int64 {
 	n := int64(br.Entry.MetaCompressedSize + rafs.BlobMetaHeaderSize)
-	for i := range digests {
-		n += int64(br.Chunks[i].CompressedSize)
+	for _, i := range br.TableChunks() {
+		ch, _ := br.Chunk(i)
+		n += int64(ch.CompressedSize)
 	}
 	return n
 }
 
 // fixture builds the fstree tree with 64 KiB chunks and returns the build
-// output directory, the bootstrap and the blob read directly from disk.
-func fixture(t *testing.T) (string, *rafs.Reader, *rafs.BlobReader) {
+// output directory, the image and its blob read directly from disk.
+func fixture(t *testing.T) (string, *rafs.Image, *rafs.BlobReader) {
 	t.Helper()
 	dir := t.TempDir()
 	src, out := filepath.Join(dir, "src"), filepath.Join(dir, "out")
@@ -57,23 +59,19 @@ func fixture(t *testing.T) (string, *rafs.Reader, *rafs.BlobReader) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd, err := rafs.Open(bytes.NewReader(boot), int64(len(boot)))
+	img, err := rafs.OpenImage(bytes.NewReader(boot), int64(len(boot)), rafs.BlobOpenerFunc(
+		func(_ int, e rafs.BlobEntry) (io.ReaderAt, int64, error) {
+			blob, err := os.ReadFile(filepath.Join(out, e.BlobID))
+			return bytes.NewReader(blob), int64(len(blob)), err
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	blob, err := os.ReadFile(filepath.Join(out, rd.Blobs[0].BlobID))
+	br, err := img.Blob(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	digests, err := rd.ChunkDigests(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	br, err := rafs.OpenBlob(bytes.NewReader(blob), int64(len(blob)), rd.Blobs[0], digests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out, rd, br
+	return out, img, br
 }
 
 // TestSingleFlightAndReuse reads every chunk from many goroutines at once
@@ -88,8 +86,8 @@ func TestSingleFlightAndReuse(t *testing.T) {
 }
 
 func testSingleFlightAndReuse(t *testing.T, amplify int64) {
-	out, rd, ref := fixture(t)
-	digests, _ := rd.ChunkDigests(0)
+	out, img, ref := fixture(t)
+	n := uint32(ref.ChunkCount())
 	cacheDir := t.TempDir()
 	ctx := context.Background()
 
@@ -100,9 +98,9 @@ func testSingleFlightAndReuse(t *testing.T, amplify int64) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for k := range ref.Chunks {
-					i := uint32((k + g*7) % len(ref.Chunks))
-					if _, ok := digests[i]; !ok {
+				for k := range n {
+					i := (k + uint32(g)*7) % n
+					if !ref.InTable(i) {
 						continue
 					}
 					want, err := ref.ReadChunk(i, nil)
@@ -123,33 +121,34 @@ func testSingleFlightAndReuse(t *testing.T, amplify int64) {
 
 	opts := blobcache.Options{Amplify: amplify}
 	be := &countingBackend{Backend: backend.NewLocalFS(out)}
-	c, err := blobcache.Open(ctx, cacheDir, be, rd.Blobs[0], digests, opts)
+	c, err := blobcache.Open(ctx, cacheDir, be, img, 0, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := blobcache.Open(ctx, cacheDir, be, rd.Blobs[0], digests, opts); err == nil {
+	if _, err := blobcache.Open(ctx, cacheDir, be, img, 0, opts); err == nil {
 		t.Error("a second Open of the same cache files succeeded")
 	}
 	readAll(c)
-	if got, want := be.bytes.Load(), referencedBytes(ref, digests); got != want {
+	if got, want := be.bytes.Load(), referencedBytes(ref); got != want {
 		t.Errorf("backend served %d bytes, want %d (each referenced chunk once)", got, want)
 	}
 	// One read for the chunk-info region, then one per referenced chunk, or
 	// fewer when runs of neighbours are fetched together.
-	reads, perChunk := be.reads.Load(), int64(1+len(digests))
+	referenced := ref.TableChunks()
+	reads, perChunk := be.reads.Load(), int64(1+len(referenced))
 	if amplify < 0 && reads != perChunk {
 		t.Errorf("%d backend reads, want %d", reads, perChunk)
 	}
 	if amplify >= 0 && reads >= perChunk {
 		t.Errorf("%d backend reads with amplification, want fewer than %d", reads, perChunk)
 	}
-	t.Logf("%d chunks in %d backend reads", len(digests), reads)
+	t.Logf("%d chunks in %d backend reads", len(referenced), reads)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	be2 := &countingBackend{Backend: backend.NewLocalFS(out)}
-	c2, err := blobcache.Open(ctx, cacheDir, be2, rd.Blobs[0], digests, opts)
+	c2, err := blobcache.Open(ctx, cacheDir, be2, img, 0, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,37 +159,46 @@ func testSingleFlightAndReuse(t *testing.T, amplify int64) {
 	}
 }
 
-// TestDigestMismatch gives a wrong digest for one chunk: reading it fails
-// with ErrDigestMismatch, it is not marked ready, and others still read.
+// TestDigestMismatch damages one chunk in the blob the backend serves:
+// reading it fails with ErrDigestMismatch, it is not marked ready, and
+// others still read.
 func TestDigestMismatch(t *testing.T) {
-	out, rd, ref := fixture(t)
-	digests, _ := rd.ChunkDigests(0)
-	bad := map[uint32][32]byte{}
-	var victim uint32
-	for i, d := range digests {
-		bad[i] = d
-		victim = i
+	out, img, ref := fixture(t)
+	referenced := ref.TableChunks()
+	victim := referenced[len(referenced)-1]
+	loc, _ := ref.Chunk(victim)
+	id := ref.Entry.BlobID
+	blob, err := os.ReadFile(filepath.Join(out, id))
+	if err != nil {
+		t.Fatal(err)
 	}
-	d := bad[victim]
-	d[0] ^= 1
-	bad[victim] = d
-	c, err := blobcache.Open(context.Background(), t.TempDir(), backend.NewLocalFS(out), rd.Blobs[0], bad, blobcache.Options{})
+	// Flip a bit of the last stored byte: zstd and lz4 data still decode
+	// (or fail), a raw chunk changes; either way the chunk is refused.
+	blob[loc.CompressedOffset+uint64(loc.CompressedSize)-1] ^= 0x01
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, id), blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := blobcache.Open(context.Background(), t.TempDir(), backend.NewLocalFS(bad), img, 0, blobcache.Options{Amplify: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	p := make([]byte, ref.Chunks[victim].UncompressedSize)
-	if _, err := c.ReadChunkAt(context.Background(), victim, p, 0); !errors.Is(err, blobcache.ErrDigestMismatch) {
-		t.Errorf("reading chunk %d with a wrong digest: %v", victim, err)
+	p := make([]byte, loc.UncompressedSize)
+	if _, err := c.ReadChunkAt(context.Background(), victim, p, 0); err == nil {
+		t.Fatalf("chunk %d read despite its damaged bytes", victim)
+	} else if loc.Compressed && !errors.Is(err, rafs.ErrCorrupt) || !loc.Compressed && !errors.Is(err, blobcache.ErrDigestMismatch) {
+		t.Errorf("reading damaged chunk %d: %v", victim, err)
 	}
 	if c.Ready(victim) {
 		t.Error("a chunk that failed its digest is marked ready")
 	}
-	for i := range digests {
+	for _, i := range referenced {
 		if i == victim {
 			continue
 		}
-		p := make([]byte, ref.Chunks[i].UncompressedSize)
+		l, _ := ref.Chunk(i)
+		p := make([]byte, l.UncompressedSize)
 		if _, err := c.ReadChunkAt(context.Background(), i, p, 0); err != nil {
 			t.Errorf("chunk %d: %v", i, err)
 		}
@@ -201,29 +209,29 @@ func TestDigestMismatch(t *testing.T) {
 // TestPrefetch prefetches every chunk with three workers: each byte is
 // fetched once, everything is then ready, and reads need no backend.
 func TestPrefetch(t *testing.T) {
-	out, rd, ref := fixture(t)
-	digests, _ := rd.ChunkDigests(0)
+	out, img, ref := fixture(t)
+	referenced := ref.TableChunks()
 	be := &countingBackend{Backend: backend.NewLocalFS(out)}
 	ctx := context.Background()
-	c, err := blobcache.Open(ctx, t.TempDir(), be, rd.Blobs[0], digests, blobcache.Options{Amplify: 200_000})
+	c, err := blobcache.Open(ctx, t.TempDir(), be, img, 0, blobcache.Options{Amplify: 200_000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	var all []uint32
-	for i := range ref.Chunks {
-		all = append(all, uint32(i)) // chunks without a digest are skipped
+	for i := range ref.ChunkCount() {
+		all = append(all, uint32(i)) // chunks outside the chunk table are skipped
 	}
 	n, err := c.Prefetch(ctx, all, 3)
-	if err != nil || n != len(digests) {
-		t.Fatalf("Prefetch = %d, %v; want %d chunks", n, err, len(digests))
+	if err != nil || n != len(referenced) {
+		t.Fatalf("Prefetch = %d, %v; want %d chunks", n, err, len(referenced))
 	}
-	if got, want := be.bytes.Load(), referencedBytes(ref, digests); got != want {
+	if got, want := be.bytes.Load(), referencedBytes(ref); got != want {
 		t.Errorf("backend served %d bytes, want %d", got, want)
 	}
 	t.Logf("prefetched %d chunks in %d backend reads", n, be.reads.Load())
 	reads := be.reads.Load()
-	for i := range digests {
+	for _, i := range referenced {
 		if !c.Ready(i) {
 			t.Fatalf("chunk %d not ready after Prefetch", i)
 		}

@@ -159,11 +159,11 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 	}
 	var files closers
 	defer files.close()
-	rd, blobs, err := loadBootstrap(work, layers, &files, problem)
+	img, blobs, err := loadBootstrap(work, layers, &files, problem)
 	if err != nil {
 		return nil, err
 	}
-	if rd != nil && source != nil {
+	if img != nil && source != nil {
 		rep.Rules = append(rep.Rules, RuleFilesystem)
 		srcLayers, err := source.Image.Layers()
 		if err != nil {
@@ -177,7 +177,7 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 		var unreadable map[string]string
 		switch {
 		case !opts.Mount:
-			if got, unreadable, err = readRafs(ctx, rd, blobs); err != nil {
+			if got, unreadable, err = readRafs(ctx, img); err != nil {
 				problem(RuleBootstrap, "walking the tree: %v", err)
 			}
 		case slices.Contains(blobs, nil):
@@ -257,9 +257,10 @@ func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, pr
 	}
 }
 
-// loadBootstrap applies the bootstrap rule and opens the blobs. It returns
-// a nil reader when the bootstrap cannot be used at all.
-func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(string, string, ...any)) (*rafs.Reader, []*rafs.BlobReader, error) {
+// loadBootstrap applies the bootstrap rule and opens the image with its
+// blobs; blobs[i] is nil for a blob that could not be opened. It returns a
+// nil image when the bootstrap cannot be used at all.
+func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(string, string, ...any)) (*rafs.Image, []*rafs.BlobReader, error) {
 	bootLayer := layers[len(layers)-1]
 	bootPath := filepath.Join(work, bootstrapFile)
 	diffID, err := packer.ExtractBootstrap(bootLayer, bootPath)
@@ -301,6 +302,29 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 			byDigest[d.Hex] = l
 		}
 	}
+	// The image reads each blob from the file fetchBlob downloaded it to,
+	// and verifies it against the bootstrap (which the manifest vouches
+	// for), never against the blob's own digest array.
+	paths := make([]string, len(rd.Blobs))
+	img, err := rafs.NewImage(rd, rafs.BlobOpenerFunc(func(i int, e rafs.BlobEntry) (io.ReaderAt, int64, error) {
+		if paths[i] == "" {
+			return nil, 0, errors.New("not downloaded (see the bootstrap problems)")
+		}
+		f, err := os.Open(paths[i])
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, st.Size(), nil
+	}))
+	if err != nil {
+		return nil, nil, err
+	}
+	*files = append(*files, img)
 	blobs := make([]*rafs.BlobReader, len(rd.Blobs))
 	for i, e := range rd.Blobs {
 		l, ok := byDigest[e.BlobID]
@@ -311,34 +335,39 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 		if size, err := l.Size(); err == nil && uint64(size) != e.CompressedSize {
 			problem(RuleBootstrap, "blob %s: %d bytes in the blob table, %d in the manifest", e.BlobID, e.CompressedSize, size)
 		}
-		digests, err := rd.ChunkDigests(i)
-		if err != nil {
-			problem(RuleBootstrap, "blob %s: %v", e.BlobID, err)
+		path, copyErr := fetchBlob(work, l, e)
+		if path == "" {
+			problem(RuleBootstrap, "blob %s: %v", e.BlobID, copyErr)
 			continue
 		}
-		br, err := fetchBlob(work, l, e, digests, files)
-		if err != nil {
-			problem(RuleBootstrap, "blob %s: %v", e.BlobID, err)
+		paths[i] = path
+		// A digest mismatch of the whole blob keeps the reader, so
+		// per-chunk checks can still name the files the damage reaches.
+		br, err := img.Blob(i)
+		switch {
+		case err != nil:
+			problem(RuleBootstrap, "blob %s: %v", e.BlobID, errors.Join(copyErr, err))
+		case copyErr != nil:
+			problem(RuleBootstrap, "blob %s: %v (files reading from it are checked chunk by chunk)", e.BlobID, copyErr)
 		}
 		blobs[i] = br
 	}
-	return rd, blobs, nil
+	return img, blobs, nil
 }
 
-// fetchBlob downloads a blob layer and opens it with the chunk digests of
-// the bootstrap (which the manifest vouches for, unlike the blob's own
-// digest array). A digest mismatch of the whole blob is returned with the
-// reader, so per-chunk checks can still name the files the damage reaches.
-func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry, digests map[uint32][32]byte, files *closers) (*rafs.BlobReader, error) {
+// fetchBlob downloads a blob layer into work and returns its path, with an
+// error if the download failed (path "" when nothing usable was written) or
+// the content does not hash to the blob id.
+func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry) (string, error) {
 	rc, err := l.Compressed()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	defer rc.Close()
 	path := filepath.Join(work, e.BlobID)
 	f, err := os.Create(path)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	h := sha256.New()
 	_, copyErr := io.Copy(io.MultiWriter(f, h), rc)
@@ -346,20 +375,7 @@ func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry, digests map[uint32][32
 	if got := hex.EncodeToString(h.Sum(nil)); got != e.BlobID && copyErr == nil {
 		copyErr = fmt.Errorf("content hashes to sha256:%s", got)
 	}
-	bf, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	*files = append(*files, bf)
-	st, _ := bf.Stat()
-	br, err := rafs.OpenBlob(bf, st.Size(), e, digests)
-	if err != nil {
-		return nil, errors.Join(copyErr, err)
-	}
-	if copyErr != nil {
-		return br, fmt.Errorf("%w (files reading from it are checked chunk by chunk)", copyErr)
-	}
-	return br, nil
+	return path, copyErr
 }
 
 // bootstrapFile is where, in the work directory, the bootstrap is kept.

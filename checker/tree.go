@@ -265,10 +265,12 @@ func (t *nydusTree) done() (map[string]*file, map[string]string) {
 	return t.files, t.unreadable
 }
 
-// readRafs walks a bootstrap, reading every regular file's content through
-// the blobs (each chunk verified), into a path → file map. A file whose data
-// cannot be read is reported in unreadable and kept without a digest.
-func readRafs(ctx context.Context, rd *rafs.Reader, blobs []*rafs.BlobReader) (map[string]*file, map[string]string, error) {
+// readRafs walks an image's bootstrap, reading every regular file's content
+// through the image (each chunk verified against the bootstrap's chunk
+// table), into a path → file map. A file whose data cannot be read is
+// reported in unreadable and kept without a digest.
+func readRafs(ctx context.Context, img *rafs.Image) (map[string]*file, map[string]string, error) {
+	rd := img.Bootstrap()
 	t := newNydusTree()
 	err := rd.Walk(func(p string, n *rafs.Node) error {
 		if err := ctx.Err(); err != nil {
@@ -286,7 +288,7 @@ func readRafs(ctx context.Context, rd *rafs.Reader, blobs []*rafs.BlobReader) (m
 		case rafs.ModeReg:
 			f.size = ino.Size
 			h := sha256.New()
-			if err := rd.CopyFile(h, n, blobs); err != nil {
+			if err := img.CopyFile(h, n); err != nil {
 				t.cannotRead(p, "content", err)
 			} else {
 				f.digest = hex.EncodeToString(h.Sum(nil))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log"
 	"os"
 	"path/filepath"
@@ -129,12 +130,20 @@ func TestFlippedBlobByte(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digests, _ := rd.ChunkDigests(int(addrs[0].BlobIndex))
-	br, err := rafs.OpenBlob(bytes.NewReader(blob), int64(len(blob)), e, digests)
+	rimg, err := rafs.NewImage(rd, rafs.BlobOpenerFunc(func(int, rafs.BlobEntry) (io.ReaderAt, int64, error) {
+		return bytes.NewReader(blob), int64(len(blob)), nil
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := br.Chunks[addrs[0].CIIndex]
+	br, err := rimg.Blob(int(addrs[0].BlobIndex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := br.Chunk(addrs[0].CIIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
 	blob[ch.CompressedOffset+uint64(ch.CompressedSize)/2] ^= 0x40
 	if err := os.WriteFile(blobPath, blob, 0o644); err != nil {
 		t.Fatal(err)

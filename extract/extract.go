@@ -3,12 +3,14 @@
 // reads, laid out like nydusd's `<blob id>.blob.data` cache) and the file tree
 // itself, with ownership, modes, times, xattrs, devices and hardlinks.
 //
-// Every chunk is verified against its digest before it is written.
+// Every chunk is verified against the bootstrap's chunk table (rafs.Image)
+// before it is written.
 package extract
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -17,14 +19,20 @@ import (
 
 // Image is an opened bootstrap with the blobs it references.
 type Image struct {
-	Boot  *rafs.Reader
-	Blobs []*rafs.BlobReader // indexed like the blob table
-	files []*os.File
+	// Boot is the bootstrap: tree, tables and metadata.
+	Boot *rafs.Reader
+	// RAFS reads the image's data, verifying every chunk against the
+	// bootstrap's chunk table.
+	RAFS     *rafs.Image
+	hasBlobs bool
+	bootFile *os.File
 }
 
 // Open opens the bootstrap at bootPath and every blob of its blob table from
-// blobDir, where each blob is a file named by its blob id. With blobDir ""
-// only the bootstrap is opened; reading file data then fails.
+// blobDir, where each blob is a file named by its blob id. Each blob's chunk
+// information is loaded and checked against the bootstrap's chunk table now,
+// so a missing or mismatched blob fails here. With blobDir "" only the
+// bootstrap is opened; reading file data then fails.
 func Open(bootPath, blobDir string) (_ *Image, err error) {
 	img := &Image{}
 	defer func() {
@@ -36,30 +44,27 @@ func Open(bootPath, blobDir string) (_ *Image, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening bootstrap: %w", err)
 	}
-	img.files = append(img.files, f)
+	img.bootFile = f
 	if img.Boot, err = rafs.Open(f, size); err != nil {
 		return nil, fmt.Errorf("bootstrap %s: %w", bootPath, err)
+	}
+	var blobs rafs.BlobOpener
+	if blobDir != "" {
+		img.hasBlobs = true
+		blobs = rafs.BlobOpenerFunc(func(_ int, e rafs.BlobEntry) (io.ReaderAt, int64, error) {
+			return openSized(filepath.Join(blobDir, e.BlobID))
+		})
+	}
+	if img.RAFS, err = rafs.NewImage(img.Boot, blobs); err != nil {
+		return nil, err
 	}
 	if blobDir == "" {
 		return img, nil
 	}
-	for i, e := range img.Boot.Blobs {
-		bf, bsize, err := openSized(filepath.Join(blobDir, e.BlobID))
-		if err != nil {
-			return nil, fmt.Errorf("opening blob %d: %w", i, err)
-		}
-		img.files = append(img.files, bf)
-		var digests map[uint32][32]byte
-		if e.Features&rafs.BlobInlinedChunkDigest == 0 {
-			if digests, err = img.Boot.ChunkDigests(i); err != nil {
-				return nil, err
-			}
-		}
-		br, err := rafs.OpenBlob(bf, bsize, e, digests)
-		if err != nil {
+	for i := range img.Boot.Blobs {
+		if _, err := img.RAFS.Blob(i); err != nil {
 			return nil, err
 		}
-		img.Blobs = append(img.Blobs, br)
 	}
 	return img, nil
 }
@@ -79,10 +84,13 @@ func openSized(path string) (*os.File, int64, error) {
 
 // Close releases the open files.
 func (img *Image) Close() error {
-	for _, f := range img.files {
-		f.Close()
+	if img.RAFS != nil {
+		img.RAFS.Close()
 	}
-	img.files = nil
+	if img.bootFile != nil {
+		img.bootFile.Close()
+		img.bootFile = nil
+	}
 	return nil
 }
 
@@ -97,8 +105,12 @@ func (img *Image) BlobViews(ctx context.Context, dir string) ([]string, error) {
 		return nil, err
 	}
 	var paths []string
-	for _, b := range img.Blobs {
+	for i := range img.Boot.Blobs {
 		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		b, err := img.RAFS.Blob(i)
+		if err != nil {
 			return nil, err
 		}
 		final := filepath.Join(dir, b.Entry.BlobID+".blob.data")
@@ -123,7 +135,7 @@ func (img *Image) BlobViews(ctx context.Context, dir string) ([]string, error) {
 }
 
 func (img *Image) needBlobs() error {
-	if len(img.Blobs) != len(img.Boot.Blobs) {
+	if !img.hasBlobs && len(img.Boot.Blobs) > 0 {
 		return fmt.Errorf("the bootstrap references %d blob(s) but no blob directory was given (--blob-dir)", len(img.Boot.Blobs))
 	}
 	return nil

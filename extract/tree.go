@@ -107,7 +107,7 @@ func (img *Image) create(full string, n *rafs.Node) error {
 			return err
 		}
 		sw := &sparseWriter{f: f}
-		err = img.Boot.CopyFile(sw, n, img.Blobs)
+		err = img.RAFS.CopyFile(sw, n)
 		if err == nil {
 			err = f.Truncate(int64(n.Inode.Size))
 		}

@@ -174,12 +174,14 @@ func Start(ctx context.Context, opts Options) (_ *Mount, err error) {
 	if amplify == 0 {
 		amplify = -1 // blobcache's "one chunk per request"
 	}
+	// The caches fetch chunk bytes through be themselves; the image only
+	// verifies them, against the bootstrap's chunk table.
+	img, err := rafs.NewImage(m.rd, nil)
+	if err != nil {
+		return nil, err
+	}
 	for i, e := range m.rd.Blobs {
-		digests, err := m.rd.ChunkDigests(i)
-		if err != nil {
-			return nil, err
-		}
-		c, err := blobcache.Open(ctx, m.info.CacheDir, be, e, digests, blobcache.Options{Logger: logger, Amplify: amplify})
+		c, err := blobcache.Open(ctx, m.info.CacheDir, be, img, i, blobcache.Options{Logger: logger, Amplify: amplify})
 		if err != nil {
 			return nil, fmt.Errorf("opening the cache of blob %s: %w", e.BlobID, err)
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 )
 
@@ -55,11 +53,7 @@ func (m *Mount) prefetchList(all bool) ([][]uint32, int, error) {
 			return perBlob, 0, nil
 		}
 		for i := range rd.Blobs {
-			digests, err := rd.ChunkDigests(i)
-			if err != nil {
-				return nil, 0, err
-			}
-			perBlob[i] = slices.Sorted(maps.Keys(digests))
+			perBlob[i] = m.caches[i].Blob().TableChunks()
 		}
 		return perBlob, 0, nil
 	}

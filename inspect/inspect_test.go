@@ -2,12 +2,19 @@ package inspect
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/nydus-go/nydusify/extract"
 	"github.com/nydus-go/nydusify/rafs"
+	"github.com/nydus-go/nydusify/rafsbuild"
 )
 
 const (
@@ -15,12 +22,20 @@ const (
 	fixtureBlob = "../testdata/nydus/blobs/be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef"
 )
 
-func TestDescribeFixture(t *testing.T) {
-	boot, err := os.ReadFile(fixtureBoot)
+func openFixture(t *testing.T, boot, blob []byte) *rafs.Image {
+	t.Helper()
+	img, err := rafs.OpenImage(bytes.NewReader(boot), int64(len(boot)), rafs.BlobOpenerFunc(
+		func(int, rafs.BlobEntry) (io.ReaderAt, int64, error) {
+			return bytes.NewReader(blob), int64(len(blob)), nil
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd, err := rafs.Open(bytes.NewReader(boot), int64(len(boot)))
+	return img
+}
+
+func TestDescribeFixture(t *testing.T) {
+	boot, err := os.ReadFile(fixtureBoot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,11 +43,7 @@ func TestDescribeFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blob, err := rafs.OpenBlob(bytes.NewReader(raw), int64(len(raw)), rd.Blobs[0], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := Describe(rd, []*rafs.BlobReader{blob})
+	rep, err := Describe(context.Background(), openFixture(t, boot, raw), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,14 +66,113 @@ func TestDescribeFixture(t *testing.T) {
 	if _, err := json.Marshal(rep); err != nil {
 		t.Fatal(err)
 	}
+	// Without verifying, nothing is read from the blobs.
+	if rep, err := Describe(context.Background(), openFixture(t, boot, nil), false); err != nil || rep.Blobs[0].VerifiedChunks != nil {
+		t.Errorf("Describe without verifying: %v, %+v", err, rep)
+	}
 
 	// A flipped byte in a chunk makes Describe fail when it verifies.
 	raw[10] ^= 0xff
-	blob, err = rafs.OpenBlob(bytes.NewReader(raw), int64(len(raw)), rd.Blobs[0], nil)
+	if _, err := Describe(context.Background(), openFixture(t, boot, raw), true); err == nil {
+		t.Error("a corrupted chunk verified")
+	}
+}
+
+// TestVerifyCorruptChunkIndex builds an image of two one-chunk files, then
+// points the chunk index of /b at the chunk of /a: first the chunk-info
+// index alone, then with the block address to match. Every chunk of the
+// blob is intact and matches its digest, so only checking the files' chunk
+// indexes against the bootstrap's chunk table catches it; inspect must
+// fail and name /b.
+func TestVerifyCorruptChunkIndex(t *testing.T) {
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "src"), filepath.Join(dir, "out")
+	contents := map[string][]byte{
+		"a": bytes.Repeat([]byte("first file "), 500),   // 5500 bytes
+		"b": bytes.Repeat([]byte("second file. "), 700), // 9100 bytes
+	}
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range contents {
+		if err := os.WriteFile(filepath.Join(src, name), c, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := rafsbuild.BuildDir(context.Background(), src, out, "img", rafsbuild.Options{Compressor: rafs.CompressZstd})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Describe(rd, []*rafs.BlobReader{blob}); err == nil {
-		t.Error("a corrupted chunk verified")
+	bootPath := filepath.Join(out, res.Bootstrap)
+	boot, err := os.ReadFile(bootPath)
+	if err != nil {
+		t.Fatal(err)
 	}
+
+	// The intact image verifies, and reads back what was written.
+	img, err := extract.Open(bootPath, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	rep, err := Describe(context.Background(), img.RAFS, true)
+	if err != nil || *rep.Blobs[0].VerifiedChunks != 2 {
+		t.Fatalf("intact image: %v", err)
+	}
+	addr := map[string]rafs.ChunkAddr{}
+	for name, c := range contents {
+		n, err := img.Boot.Lookup("/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		if err := img.RAFS.CopyFile(h, n); err != nil || !bytes.Equal(h.Sum(nil), sha256sum(c)) {
+			t.Fatalf("/%s does not read back: %v", name, err)
+		}
+		addrs, err := img.Boot.Chunks(n)
+		if err != nil || len(addrs) != 1 {
+			t.Fatalf("/%s chunks %v, %v", name, addrs, err)
+		}
+		addr[name] = addrs[0]
+	}
+	if addr["a"].CIIndex == addr["b"].CIIndex {
+		t.Fatal("test setup: /a and /b share a chunk")
+	}
+
+	for _, tc := range []struct {
+		name string
+		to   rafs.ChunkAddr
+	}{
+		{"chunk index", rafs.ChunkAddr{BlobIndex: 0, CIIndex: addr["a"].CIIndex, BlkAddr: addr["b"].BlkAddr}},
+		{"chunk index and block address", addr["a"]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var from, to [rafs.ChunkAddrSize]byte
+			b := addr["b"]
+			b.MarshalTo(from[:])
+			tc.to.MarshalTo(to[:])
+			if n := bytes.Count(boot, from[:]); n != 1 {
+				t.Fatalf("test setup: the chunk index of /b occurs %d times in the bootstrap", n)
+			}
+			bad := bytes.Replace(boot, from[:], to[:], 1)
+			badPath := filepath.Join(t.TempDir(), "bad.meta")
+			if err := os.WriteFile(badPath, bad, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			img, err := extract.Open(badPath, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			_, err = Describe(context.Background(), img.RAFS, true)
+			if err == nil || !strings.Contains(err.Error(), "/b (inode ") || !errors.Is(err, rafs.ErrCorrupt) {
+				t.Errorf("inspect of a bootstrap whose /b points at the chunk of /a: %v; want a corruption naming /b", err)
+			}
+		})
+	}
+}
+
+func sha256sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }

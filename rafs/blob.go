@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 )
 
 // ReadTOC reads the table of contents at the end of a blob of size bytes
@@ -89,157 +91,147 @@ func decompressLarge(c Compressor, src []byte, size uint64) ([]byte, error) {
 	}
 }
 
-// maxMetaSize bounds the chunk-info array and digest array we will load.
-const maxMetaSize = MaxChunksPerBlob * (ChunkInfoV2Size + DigestSize)
+// ErrDigestMismatch is wrapped by errors about chunks whose data does not
+// match the digest the bootstrap's chunk table records for them. It wraps
+// ErrCorrupt.
+var ErrDigestMismatch = fmt.Errorf("%w: chunk digest mismatch", ErrCorrupt)
 
-// BlobReader reads chunks of one native data blob, verifying each against its
-// digest. It is safe for concurrent use.
+// BlobReader reads the chunks of one data blob of an Image. Every chunk it
+// returns was checked against the bootstrap's chunk table: its sizes and
+// offsets when the reader was made, its digest when it is read. A chunk the
+// table does not record cannot be read. The blob's own digest array is never
+// consulted. Get one from Image.Blob or Image.BlobAt; it is safe for
+// concurrent use.
 type BlobReader struct {
-	r      io.ReaderAt
-	size   int64
-	Entry  BlobEntry
-	Header BlobMetaHeader
-	Chunks []BlobChunk
-	// Digests maps chunk-info indexes to their expected digests; a chunk
-	// missing from it (or a nil map) is not verified.
-	Digests map[uint32][32]byte
+	// Entry is the blob's entry in the bootstrap's blob table.
+	Entry BlobEntry
+	index int
+	r     io.ReaderAt
+	bs    uint64
+	src   ChunkInfoSource
+	table map[uint32]ChunkInfo // this blob's chunk-table records; read only
 }
 
-// OpenBlob loads the chunk-info array of blob r described by entry e (from a
-// bootstrap's blob table) and checks it against the compression-context
-// header, as nydusd does (§2.3). digests, if non-nil, gives the expected
-// chunk digests (from a bootstrap's chunk table); otherwise the blob's own
-// digest array is used when it has one.
-func OpenBlob(r io.ReaderAt, size int64, e BlobEntry, digests map[uint32][32]byte) (*BlobReader, error) {
-	b := &BlobReader{r: r, size: size, Entry: e}
-	if e.ChunkCount == 0 {
-		return b, nil
-	}
-	if e.Features&(BlobChunkInfoV2|BlobTarfs|BlobEncrypted|BlobZran|BlobBatch|BlobSeparate) != 0 {
-		return nil, fmt.Errorf("blob %s: features %#x are not supported yet", e.BlobID, uint32(e.Features))
-	}
-	if e.MetaSize != uint64(e.ChunkCount)*ChunkInfoV1Size || e.MetaCompressedSize > maxMetaSize {
-		return nil, corruptf("blob %s chunk info size %d for %d chunks", e.BlobID, e.MetaSize, e.ChunkCount)
-	}
-	if e.MetaOffset > uint64(size) || e.MetaCompressedSize+BlobMetaHeaderSize > uint64(size)-e.MetaOffset {
-		return nil, corruptf("blob %s chunk info at %d beyond the blob (%d bytes)", e.BlobID, e.MetaOffset, size)
-	}
-	buf := make([]byte, e.MetaCompressedSize+BlobMetaHeaderSize)
-	if _, err := r.ReadAt(buf, int64(e.MetaOffset)); err != nil {
-		return nil, fmt.Errorf("reading chunk info of blob %s: %w", e.BlobID, err)
-	}
-	h, err := UnmarshalBlobMetaHeader(buf[e.MetaCompressedSize:])
+// newBlobReader loads the chunk-info source of blob index (entry e) from r
+// and checks that every record the bootstrap's chunk table holds for the
+// blob agrees with it.
+func newBlobReader(index int, e BlobEntry, r io.ReaderAt, size int64, bs uint64,
+	table map[uint32]ChunkInfo, load ChunkInfoLoader) (*BlobReader, error) {
+	src, err := load(r, size, e)
 	if err != nil {
-		return nil, fmt.Errorf("blob %s: %w", e.BlobID, err)
+		return nil, err
 	}
-	// Features may differ: merged bootstraps clear INLINED_FS_META while the
-	// blob's own header keeps it.
-	if h.CICompressor != e.MetaCompressor || h.CIEntries != e.ChunkCount ||
-		h.CIOffset != e.MetaOffset || h.CICompressedSize != e.MetaCompressedSize || h.CISize != e.MetaSize {
-		return nil, corruptf("blob %s meta header disagrees with the blob table", e.BlobID)
+	if src.Len() != int(e.ChunkCount) {
+		return nil, corruptf("blob %s: chunk info holds %d chunks, the blob table says %d", e.BlobID, src.Len(), e.ChunkCount)
 	}
-	b.Header = h
-	ci := buf[:e.MetaCompressedSize]
-	if e.MetaCompressor != CompressNone {
-		if ci, err = decompressLarge(e.MetaCompressor, ci, e.MetaSize); err != nil {
-			return nil, fmt.Errorf("blob %s chunk info: %w", e.BlobID, err)
+	// In index order, so the first disagreement is the one reported.
+	for _, ci := range slices.Sorted(maps.Keys(table)) {
+		rec := table[ci]
+		if int(ci) >= src.Len() {
+			return nil, corruptf("chunk table names chunk %d of blob %s, which has %d", ci, e.BlobID, src.Len())
+		}
+		if rec.Flags&(ChunkEncrypted|ChunkBatch) != 0 {
+			return nil, fmt.Errorf("blob %s chunk %d: chunk flags %#x are not supported yet", e.BlobID, ci, rec.Flags)
+		}
+		loc := src.Chunk(ci)
+		want := ChunkLocation{
+			CompressedOffset: rec.CompressedOffset, CompressedSize: rec.CompressedSize,
+			UncompressedOffset: rec.UncompressedOffset, UncompressedSize: rec.UncompressedSize,
+			Compressed: rec.Flags&ChunkCompressed != 0,
+		}
+		if loc != want {
+			return nil, corruptf("blob %s chunk %d: the blob's chunk info says %+v, the bootstrap's chunk table %+v", e.BlobID, ci, loc, want)
 		}
 	}
-	if uint64(len(ci)) != e.MetaSize {
-		return nil, corruptf("blob %s chunk info is %d bytes, want %d", e.BlobID, len(ci), e.MetaSize)
+	return &BlobReader{Entry: e, index: index, r: r, bs: bs, src: src, table: table}, nil
+}
+
+// ChunkCount returns how many chunks the blob holds.
+func (b *BlobReader) ChunkCount() int { return b.src.Len() }
+
+// Chunk returns where chunk i lies. For a chunk InTable reports, the
+// location agrees with the bootstrap's chunk table.
+func (b *BlobReader) Chunk(i uint32) (ChunkLocation, error) {
+	if int(i) >= b.src.Len() {
+		return ChunkLocation{}, corruptf("blob %s has no chunk %d", b.Entry.BlobID, i)
 	}
-	dataEnd := e.MetaOffset
-	if e.Features&BlobHasTarHeader != 0 {
-		if dataEnd < TarHeaderSize {
-			return nil, corruptf("blob %s chunk info offset %d", e.BlobID, dataEnd)
-		}
-		dataEnd -= TarHeaderSize
+	return b.src.Chunk(i), nil
+}
+
+// InTable reports whether the bootstrap's chunk table records chunk i: only
+// such chunks have a digest to be verified against, and so can be read.
+// Every chunk a file of the image uses is recorded.
+func (b *BlobReader) InTable(i uint32) bool {
+	_, ok := b.table[i]
+	return ok
+}
+
+// TableChunks returns, in ascending order, the chunk indexes the
+// bootstrap's chunk table records for this blob.
+func (b *BlobReader) TableChunks() []uint32 {
+	return slices.Sorted(maps.Keys(b.table))
+}
+
+// Resolve checks chunk index a of a file, which must name this blob and
+// hold length bytes of the file, against the bootstrap's chunk table: the
+// chunk must be recorded there, at the block address a gives, with that
+// many bytes. It returns the chunk's location.
+func (b *BlobReader) Resolve(a ChunkAddr, length uint64) (ChunkLocation, error) {
+	if int(a.BlobIndex) != b.index {
+		return ChunkLocation{}, fmt.Errorf("chunk index names blob %d, not %d", a.BlobIndex, b.index)
 	}
-	b.Chunks = make([]BlobChunk, e.ChunkCount)
-	var prevUEnd uint64
-	for i := range b.Chunks {
-		c := UnmarshalChunkInfoV1(ci[i*ChunkInfoV1Size:])
-		switch {
-		case c.CompressedOffset+uint64(c.CompressedSize) > dataEnd:
-			return nil, corruptf("blob %s chunk %d data beyond the chunk area", e.BlobID, i)
-		case c.UncompressedOffset+uint64(c.UncompressedSize) > e.UncompressedSize:
-			return nil, corruptf("blob %s chunk %d beyond the uncompressed size", e.BlobID, i)
-		case c.UncompressedSize > e.ChunkSize:
-			return nil, corruptf("blob %s chunk %d larger than the chunk size", e.BlobID, i)
-		case c.UncompressedOffset < prevUEnd:
-			return nil, corruptf("blob %s chunk %d overlaps its predecessor", e.BlobID, i)
-		case e.Compressor == CompressNone && c.Compressed():
-			return nil, corruptf("blob %s chunk %d is compressed in an uncompressed blob", e.BlobID, i)
-		}
-		prevUEnd = c.UncompressedOffset + uint64(c.UncompressedSize)
-		b.Chunks[i] = c
-	}
+	rec, ok := b.table[a.CIIndex]
 	switch {
-	case digests != nil:
-		for i := range digests {
-			if int(i) >= len(b.Chunks) {
-				return nil, corruptf("blob %s: a digest for chunk %d of %d", e.BlobID, i, len(b.Chunks))
-			}
-		}
-		b.Digests = digests
-	case e.Features&BlobInlinedChunkDigest != 0:
-		if b.Digests, err = b.readDigestArray(); err != nil {
-			return nil, err
-		}
+	case !ok:
+		return ChunkLocation{}, corruptf("blob %d chunk %d is not in the bootstrap's chunk table", a.BlobIndex, a.CIIndex)
+	case rec.UncompressedOffset != uint64(a.BlkAddr)*b.bs:
+		return ChunkLocation{}, corruptf("block address %d disagrees with blob %d chunk %d at %d", a.BlkAddr, a.BlobIndex, a.CIIndex, rec.UncompressedOffset)
+	case uint64(rec.UncompressedSize) != length:
+		return ChunkLocation{}, corruptf("blob %d chunk %d holds %d bytes, the file needs %d there", a.BlobIndex, a.CIIndex, rec.UncompressedSize, length)
 	}
-	return b, nil
+	return b.src.Chunk(a.CIIndex), nil
 }
 
-func (b *BlobReader) readDigestArray() (map[uint32][32]byte, error) {
-	toc, _, err := ReadTOC(b.r, b.size, b.Entry.TOCSize)
-	if err != nil {
-		return nil, fmt.Errorf("blob %s: %w", b.Entry.BlobID, err)
-	}
-	for _, e := range toc {
-		if e.Name != TOCBlobDigest {
-			continue
-		}
-		if e.UncompressedSize != uint64(len(b.Chunks))*DigestSize {
-			return nil, corruptf("blob %s digest array of %d bytes for %d chunks", b.Entry.BlobID, e.UncompressedSize, len(b.Chunks))
-		}
-		data, err := ReadTOCData(b.r, e, maxMetaSize)
-		if err != nil {
-			return nil, fmt.Errorf("blob %s: %w", b.Entry.BlobID, err)
-		}
-		out := make(map[uint32][32]byte, len(b.Chunks))
-		for i := range b.Chunks {
-			var d [32]byte
-			copy(d[:], data[i*DigestSize:])
-			out[uint32(i)] = d
-		}
-		return out, nil
-	}
-	return nil, corruptf("blob %s claims inlined chunk digests but its TOC has no %s", b.Entry.BlobID, TOCBlobDigest)
-}
-
-// ReadChunk returns the uncompressed bytes of chunk i, appended to dst[:0],
-// after checking them against the chunk's digest when it is known.
+// ReadChunk reads chunk i from the blob and returns its uncompressed bytes,
+// appended to dst[:0], once they match the chunk table's digest.
 func (b *BlobReader) ReadChunk(i uint32, dst []byte) ([]byte, error) {
-	if int(i) >= len(b.Chunks) {
-		return nil, corruptf("blob %s has no chunk %d", b.Entry.BlobID, i)
+	if _, ok := b.table[i]; !ok {
+		return nil, corruptf("chunk %d of blob %s is not in the bootstrap's chunk table", i, b.Entry.BlobID)
 	}
-	c := b.Chunks[i]
+	c := b.src.Chunk(i)
 	raw := make([]byte, c.CompressedSize)
 	if _, err := b.r.ReadAt(raw, int64(c.CompressedOffset)); err != nil {
-		return nil, fmt.Errorf("reading chunk %d of blob %s: %w", i, b.Entry.BlobID, err)
+		return nil, fmt.Errorf("reading chunk %d of blob %s: %w", i, b.Entry.BlobID, orCorrupt(err))
+	}
+	return b.DecodeChunk(i, raw, dst)
+}
+
+// DecodeChunk decompresses raw, the stored bytes of chunk i that a caller
+// fetched itself (a cache reading a remote blob), and returns the chunk,
+// appended to dst[:0], once it matches the chunk table's sizes and digest.
+// A mismatching digest yields an error wrapping ErrDigestMismatch.
+func (b *BlobReader) DecodeChunk(i uint32, raw, dst []byte) ([]byte, error) {
+	rec, ok := b.table[i]
+	if !ok {
+		return nil, corruptf("chunk %d of blob %s is not in the bootstrap's chunk table", i, b.Entry.BlobID)
+	}
+	if uint64(len(raw)) != uint64(rec.CompressedSize) {
+		return nil, corruptf("chunk %d of blob %s: %d stored bytes, the chunk table says %d", i, b.Entry.BlobID, len(raw), rec.CompressedSize)
 	}
 	alg := CompressNone
-	if c.Compressed() {
+	if rec.Flags&ChunkCompressed != 0 {
 		alg = b.Entry.Compressor
 	}
-	out, err := alg.Decompress(dst, raw, int(c.UncompressedSize))
+	out, err := alg.Decompress(dst, raw, int(rec.UncompressedSize))
 	if err != nil {
 		return nil, fmt.Errorf("chunk %d of blob %s: %w", i, b.Entry.BlobID, err)
 	}
-	if want, ok := b.Digests[i]; ok {
-		if got := b.Entry.Digester.Sum(out); got != want {
-			return nil, corruptf("chunk %d of blob %s: %s digest %x, want %x", i, b.Entry.BlobID, b.Entry.Digester, got[:8], want[:8])
-		}
+	if uint64(len(out)) != uint64(rec.UncompressedSize) {
+		return nil, corruptf("chunk %d of blob %s is %d bytes, the chunk table says %d", i, b.Entry.BlobID, len(out), rec.UncompressedSize)
+	}
+	if got := b.Entry.Digester.Sum(out); got != rec.Digest {
+		return nil, fmt.Errorf("%w: chunk %d of blob %s at %d: %s %x, the chunk table says %x",
+			ErrDigestMismatch, i, b.Entry.BlobID, rec.CompressedOffset, b.Entry.Digester, got[:8], rec.Digest[:8])
 	}
 	return out, nil
 }
@@ -250,17 +242,19 @@ type ViewFile interface {
 	Truncate(size int64) error
 }
 
-// WriteBlobView expands every chunk of b to its uncompressed offset in dst
-// and sizes dst to the blob's uncompressed size: the layout of nydusd's blob
-// cache file `<blob id>.blob.data`, which EROFS reads as the blob's device
-// (§2.12). Gaps stay holes. Every chunk is verified before it is written.
+// WriteBlobView expands every chunk the bootstrap's chunk table records for
+// b to its uncompressed offset in dst and sizes dst to the blob's
+// uncompressed size: the layout of nydusd's blob cache file
+// `<blob id>.blob.data`, which EROFS reads as the blob's device (§2.12).
+// Gaps, and chunks no file uses, stay holes. Every chunk is verified before
+// it is written.
 func WriteBlobView(dst ViewFile, b *BlobReader) error {
 	if err := dst.Truncate(int64(b.Entry.UncompressedSize)); err != nil {
 		return fmt.Errorf("sizing blob view: %w", err)
 	}
 	var buf []byte
-	for i, c := range b.Chunks {
-		data, err := b.ReadChunk(uint32(i), buf)
+	for _, i := range b.TableChunks() {
+		data, err := b.ReadChunk(i, buf)
 		if err != nil {
 			return err
 		}
@@ -268,7 +262,7 @@ func WriteBlobView(dst ViewFile, b *BlobReader) error {
 		if isZero(data) {
 			continue
 		}
-		if _, err := dst.WriteAt(data, int64(c.UncompressedOffset)); err != nil {
+		if _, err := dst.WriteAt(data, int64(b.src.Chunk(i).UncompressedOffset)); err != nil {
 			return fmt.Errorf("writing blob view: %w", err)
 		}
 	}

@@ -90,8 +90,7 @@ func TestFixtureBootstrap(t *testing.T) {
 }
 
 // TestFixtureBlob reads every file of the fixture through its blob: chunk
-// info v1, zstd chunks and blake3 digests from the blob's digest array and,
-// independently, from the bootstrap's chunk table.
+// info v1, zstd chunks and blake3 digests from the bootstrap's chunk table.
 func TestFixtureBlob(t *testing.T) {
 	bf, bsize := openFile(t, fixtureBoot)
 	rd, err := Open(bf, bsize)
@@ -116,37 +115,53 @@ func TestFixtureBlob(t *testing.T) {
 	if c := UnmarshalChunkInfoV1([]byte{0, 0, 0, 0, 0, 0x20, 0x22, 0x04, 0, 0, 0, 0, 0, 0xb0, 0x2d, 0x01}); c != (BlobChunk{0, 0x12dc, 0, 0x4223}) {
 		t.Errorf("chunk info v1 vector decodes to %+v", c)
 	}
-	tableDigests, err := rd.ChunkDigests(0)
+	img, err := NewImage(rd, BlobOpenerFunc(func(int, BlobEntry) (io.ReaderAt, int64, error) { return f, size, nil }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tableDigests) != 2 {
-		t.Fatalf("chunk table gives %d digests, want 2", len(tableDigests))
+	blob, err := img.Blob(0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, digests := range []map[uint32][32]byte{nil, tableDigests} {
-		blob, err := OpenBlob(f, size, rd.Blobs[0], digests)
+	if got := blob.TableChunks(); len(got) != 2 {
+		t.Fatalf("chunk table records chunks %v, want 2", got)
+	}
+	// Upstream wrote the chunk digests twice: into the bootstrap's chunk
+	// table, which the reader verifies against, and into the blob's own
+	// digest array, which it ignores. They agree.
+	for _, e := range toc {
+		if e.Name != TOCBlobDigest {
+			continue
+		}
+		arr, err := ReadTOCData(f, e, 1<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if blob.Digests == nil {
-			t.Fatal("no digests to verify against")
+		table, _ := rd.ChunkTable()
+		for _, c := range table {
+			if !bytes.Equal(arr[c.Index*DigestSize:(c.Index+1)*DigestSize], c.Digest[:]) {
+				t.Errorf("chunk %d: digest array and chunk table disagree", c.Index)
+			}
 		}
-		err = rd.Walk(func(p string, n *Node) error {
-			if !n.IsReg() {
-				return nil
-			}
-			var buf bytes.Buffer
-			if err := rd.CopyFile(&buf, n, []*BlobReader{blob}); err != nil {
-				return err
-			}
-			if uint64(buf.Len()) != n.Inode.Size {
-				t.Errorf("%s: read %d bytes, want %d", p, buf.Len(), n.Inode.Size)
-			}
+	}
+	err = rd.Walk(func(p string, n *Node) error {
+		if !n.IsReg() {
 			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
+		var buf bytes.Buffer
+		if err := img.CopyFile(&buf, n); err != nil {
+			return err
+		}
+		if uint64(buf.Len()) != n.Inode.Size {
+			t.Errorf("%s: read %d bytes, want %d", p, buf.Len(), n.Inode.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts, err := img.Verify(t.Context()); err != nil || len(counts) != 1 || counts[0] != 2 {
+		t.Errorf("Verify = %v, %v; want 2 chunks", counts, err)
 	}
 	// Blob id quirk (§2.9): sha256 over the blob without the digest array.
 	raw, err := os.ReadFile(fixtureBlobPath)
@@ -190,11 +205,11 @@ func TestFixtureInlineBootstrap(t *testing.T) {
 	}
 	// The data lives in the same blob; its chunks are checked against the
 	// inline bootstrap's chunk table (this old blob has no digest array).
-	digests, err := rd.ChunkDigests(0)
+	img, err := NewImage(rd, BlobOpenerFunc(func(int, BlobEntry) (io.ReaderAt, int64, error) { return f, size, nil }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	blob, err := OpenBlob(f, size, rd.Blobs[0], digests)
+	blob, err := img.Blob(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +220,7 @@ func TestFixtureInlineBootstrap(t *testing.T) {
 		}
 		files++
 		var buf bytes.Buffer
-		if err := rd.CopyFile(&buf, n, []*BlobReader{blob}); err != nil {
+		if err := img.CopyFile(&buf, n); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		if uint64(buf.Len()) != n.Inode.Size {
@@ -215,8 +230,8 @@ func TestFixtureInlineBootstrap(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if files != 3 || len(digests) != int(rd.Blobs[0].ChunkCount) {
-		t.Errorf("inline bootstrap has %d files and %d chunk digests", files, len(digests))
+	if files != 3 || len(blob.TableChunks()) != int(rd.Blobs[0].ChunkCount) {
+		t.Errorf("inline bootstrap has %d files and %d chunk digests", files, len(blob.TableChunks()))
 	}
 }
 

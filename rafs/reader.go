@@ -25,9 +25,9 @@ type Reader struct {
 	Blobs     []BlobEntry
 	ChunkSize uint32
 
-	digestsOnce sync.Once // fills digests: one pass over the chunk table
-	digests     []map[uint32][32]byte
-	digestsErr  error
+	tableOnce sync.Once // fills table: one pass over the chunk table
+	table     []map[uint32]ChunkInfo
+	tableErr  error
 }
 
 // Open reads and validates the superblocks, device slots and blob table of
@@ -541,34 +541,26 @@ func (rd *Reader) Walk(fn WalkFunc) error {
 	return nil
 }
 
-// ChunkDigests returns, for blob blobIndex, the digest of each chunk-info
-// index the chunk table records, for blobs without a digest array. Chunks no
-// file references (in a merged bootstrap, those of whited-out files) are
-// not in the table and so not in the map. The maps of all blobs are built
-// in one pass over the table, on the first call; callers share them and
-// must not modify them.
-func (rd *Reader) ChunkDigests(blobIndex int) (map[uint32][32]byte, error) {
-	if blobIndex < 0 || blobIndex >= len(rd.Blobs) {
-		return nil, fmt.Errorf("no blob %d", blobIndex)
-	}
-	rd.digestsOnce.Do(func() { rd.digests, rd.digestsErr = rd.readDigests() })
-	if rd.digestsErr != nil {
-		return nil, rd.digestsErr
-	}
-	return rd.digests[blobIndex], nil
+// tableRecords returns, per blob, the records of the bootstrap's chunk
+// table keyed by chunk index. Chunks no file references (in a merged
+// bootstrap, those of whited-out files) are not in the table. The maps are
+// built in one pass over the table, on the first call; callers share them
+// and must not modify them.
+func (rd *Reader) tableRecords() ([]map[uint32]ChunkInfo, error) {
+	rd.tableOnce.Do(func() { rd.table, rd.tableErr = rd.readTableRecords() })
+	return rd.table, rd.tableErr
 }
 
-func (rd *Reader) readDigests() ([]map[uint32][32]byte, error) {
-	buf := make([]byte, rd.Ext.ChunkTableSize)
-	if _, err := rd.r.ReadAt(buf, int64(rd.Ext.ChunkTableOffset)); err != nil {
-		return nil, fmt.Errorf("reading chunk table: %w", err)
+func (rd *Reader) readTableRecords() ([]map[uint32]ChunkInfo, error) {
+	recs, err := rd.ChunkTable()
+	if err != nil {
+		return nil, err
 	}
-	out := make([]map[uint32][32]byte, len(rd.Blobs))
+	out := make([]map[uint32]ChunkInfo, len(rd.Blobs))
 	for i := range out {
-		out[i] = make(map[uint32][32]byte, rd.Blobs[i].ChunkCount)
+		out[i] = map[uint32]ChunkInfo{}
 	}
-	for off := 0; off+ChunkTableEntrySize <= len(buf); off += ChunkTableEntrySize {
-		c := UnmarshalChunkInfo(buf[off:])
+	for _, c := range recs {
 		b := int(c.BlobIndex)
 		if b >= len(rd.Blobs) {
 			return nil, corruptf("chunk table names blob %d of %d", b, len(rd.Blobs))
@@ -576,43 +568,10 @@ func (rd *Reader) readDigests() ([]map[uint32][32]byte, error) {
 		if c.Index >= rd.Blobs[b].ChunkCount {
 			return nil, corruptf("chunk table names chunk %d of blob %d, which has %d", c.Index, b, rd.Blobs[b].ChunkCount)
 		}
-		out[b][c.Index] = c.Digest
+		if prev, ok := out[b][c.Index]; ok && prev != c {
+			return nil, corruptf("chunk table records chunk %d of blob %d twice, differently", c.Index, b)
+		}
+		out[b][c.Index] = c
 	}
 	return out, nil
-}
-
-// CopyFile writes the content of regular file n to w, reading each chunk from
-// blobs (indexed like the blob table) and checking that it fills exactly its
-// place in the file and sits where the chunk index says in the blob's
-// uncompressed view.
-func (rd *Reader) CopyFile(w io.Writer, n *Node, blobs []*BlobReader) error {
-	addrs, err := rd.Chunks(n)
-	if err != nil {
-		return err
-	}
-	var buf []byte
-	cs := uint64(rd.ChunkSize)
-	for i, a := range addrs {
-		if int(a.BlobIndex) >= len(blobs) || blobs[a.BlobIndex] == nil {
-			return fmt.Errorf("inode %d chunk %d: blob %d not available", n.Nid, i, a.BlobIndex)
-		}
-		b := blobs[a.BlobIndex]
-		if int(a.CIIndex) >= len(b.Chunks) {
-			return corruptf("inode %d chunk %d: blob %d has no chunk %d", n.Nid, i, a.BlobIndex, a.CIIndex)
-		}
-		if b.Chunks[a.CIIndex].UncompressedOffset != uint64(a.BlkAddr)*rd.bs {
-			return corruptf("inode %d chunk %d: block address %d disagrees with chunk info", n.Nid, i, a.BlkAddr)
-		}
-		want := min(cs, n.Inode.Size-uint64(i)*cs)
-		if buf, err = b.ReadChunk(a.CIIndex, buf); err != nil {
-			return fmt.Errorf("inode %d: %w", n.Nid, err)
-		}
-		if uint64(len(buf)) != want {
-			return corruptf("inode %d chunk %d holds %d bytes, want %d", n.Nid, i, len(buf), want)
-		}
-		if _, err := w.Write(buf); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package rafsbuild
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"os"
 	"path"
 	"testing"
@@ -29,15 +30,19 @@ func TestRebuildUpstreamBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd, err := rafs.Open(bytes.NewReader(want), int64(len(want)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	blobBytes, err := os.ReadFile(fixtureBlob)
 	if err != nil {
 		t.Fatal(err)
 	}
-	blob, err := rafs.OpenBlob(bytes.NewReader(blobBytes), int64(len(blobBytes)), rd.Blobs[0], nil)
+	img, err := rafs.OpenImage(bytes.NewReader(want), int64(len(want)), rafs.BlobOpenerFunc(
+		func(int, rafs.BlobEntry) (io.ReaderAt, int64, error) {
+			return bytes.NewReader(blobBytes), int64(len(blobBytes)), nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := img.Bootstrap()
+	blob, err := img.Blob(0)
 	if err != nil {
 		t.Fatal(err)
 	}

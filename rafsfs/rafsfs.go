@@ -293,7 +293,6 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 	}
 	end := min(off+int64(len(dest)), size)
 	cs := int64(n.fsys.rd.ChunkSize)
-	bs := n.fsys.rd.BlockSize()
 	pos := off
 	for pos < end {
 		k := pos / cs
@@ -302,13 +301,8 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 		}
 		a := n.chunks[k]
 		c := n.fsys.caches[a.BlobIndex]
-		chunks := c.Blob().Chunks
-		if int(a.CIIndex) >= len(chunks) {
-			return nil, n.eio("read", fmt.Errorf("chunk %d names chunk %d of blob %d, which has %d", k, a.CIIndex, a.BlobIndex, len(chunks)))
-		}
-		bc := chunks[a.CIIndex]
-		if bc.UncompressedOffset != uint64(a.BlkAddr)*bs || int64(bc.UncompressedSize) != min(cs, size-k*cs) {
-			return nil, n.eio("read", fmt.Errorf("chunk %d (blob %d chunk %d) disagrees with the blob's chunk info", k, a.BlobIndex, a.CIIndex))
+		if _, err := c.Blob().Resolve(a, uint64(min(cs, size-k*cs))); err != nil {
+			return nil, n.eio("read", fmt.Errorf("chunk %d: %w", k, err))
 		}
 		stop := min(end, (k+1)*cs)
 		if _, err := c.ReadChunkAt(ctx, a.CIIndex, dest[pos-off:stop-off], pos-k*cs); err != nil {

@@ -92,12 +92,12 @@ func (l *logBuffer) String() string {
 func mount(t *testing.T, img *image, be backend.Backend, cacheDir string, logger *log.Logger) (string, func()) {
 	t.Helper()
 	var caches []*blobcache.Cache
-	for i, e := range img.rd.Blobs {
-		digests, err := img.rd.ChunkDigests(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := blobcache.Open(context.Background(), cacheDir, be, e, digests, blobcache.Options{Logger: logger})
+	rimg, err := rafs.NewImage(img.rd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range img.rd.Blobs {
+		c, err := blobcache.Open(context.Background(), cacheDir, be, rimg, i, blobcache.Options{Logger: logger})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,16 +219,22 @@ func TestCorruptChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	digests, err := img.rd.ChunkDigests(int(addrs[1].BlobIndex))
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, _ := f.Stat()
-	br, err := rafs.OpenBlob(f, st.Size(), e, digests)
+	rimg, err := rafs.NewImage(img.rd, rafs.BlobOpenerFunc(func(int, rafs.BlobEntry) (io.ReaderAt, int64, error) {
+		return f, st.Size(), nil
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := int64(br.Chunks[addrs[1].CIIndex].CompressedOffset) + 1000
+	br, err := rimg.Blob(int(addrs[1].BlobIndex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := br.Chunk(addrs[1].CIIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := int64(ch.CompressedOffset) + 1000
 	blob, err := os.ReadFile(blobPath)
 	if err != nil {
 		t.Fatal(err)

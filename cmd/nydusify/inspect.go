@@ -7,7 +7,6 @@ import (
 
 	"github.com/nydus-go/nydusify/extract"
 	"github.com/nydus-go/nydusify/inspect"
-	"github.com/nydus-go/nydusify/rafs"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -19,8 +18,9 @@ func newInspectCmd() *cobra.Command {
 		Long: `Describe a RAFS v6 bootstrap after validating it.
 
 With --blob-dir, every blob of the blob table is opened from that directory
-and every chunk is read, decompressed and checked against its digest; any
-mismatch is an error (exit status 1).`,
+and the image is verified against its bootstrap: every file's chunk indexes
+against the chunk table, and every chunk read, decompressed and checked
+against the chunk table's digest; any mismatch is an error (exit status 1).`,
 		Args: bootstrapArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			img, err := extract.Open(args[0], blobDir)
@@ -28,11 +28,7 @@ mismatch is an error (exit status 1).`,
 				return err
 			}
 			defer img.Close()
-			var blobs []*rafs.BlobReader
-			if blobDir != "" {
-				blobs = img.Blobs
-			}
-			rep, err := inspect.Describe(img.Boot, blobs)
+			rep, err := inspect.Describe(cmd.Context(), img.RAFS, blobDir != "")
 			if err != nil {
 				return err
 			}
