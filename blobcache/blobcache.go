@@ -46,6 +46,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nydus-go/nydusify/backend"
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -194,7 +195,7 @@ func openBlob(ctx context.Context, infoPath string, be backend.Backend, e rafs.B
 		return nil, err
 	}
 	saved := binary.LittleEndian.AppendUint64(nil, uint64(size))
-	if err := writeFileAtomic(infoPath, append(saved, region...)); err != nil {
+	if err := atomicfile.WriteFile(infoPath, append(saved, region...), 0o600); err != nil {
 		return nil, fmt.Errorf("saving chunk info of blob %s: %w", e.BlobID, err)
 	}
 	return b, nil
@@ -212,27 +213,6 @@ func (r *regionReader) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("read at %d+%d outside the cached chunk-info region", off, len(p))
 	}
 	return copy(p, r.region[off-r.off:]), nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".chunk-info-*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // Blob returns the blob's metadata: its blob-table entry and chunk list.

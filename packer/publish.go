@@ -18,6 +18,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 	"github.com/nydus-go/nydusify/internal/verify"
 )
 
@@ -203,7 +204,7 @@ func writeLayout(ctx context.Context, dir, tag string, a artifact, desc v1.Descr
 	}
 	layoutFile := filepath.Join(dir, ocispec.ImageLayoutFile)
 	if _, err := os.Stat(layoutFile); errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(layoutFile, []byte(`{"imageLayoutVersion":"`+ocispec.ImageLayoutVersion+`"}`)); err != nil {
+		if err := atomicfile.WriteFile(layoutFile, []byte(`{"imageLayoutVersion":"`+ocispec.ImageLayoutVersion+`"}`), 0o644); err != nil {
 			return fmt.Errorf("creating layout: %w", err)
 		}
 	} else if err != nil {
@@ -307,7 +308,7 @@ func writeBlob(ctx context.Context, dir string, h v1.Hash, size int64, open func
 		return err
 	}
 	defer vr.Close()
-	return writeAtomic(final, func(w io.Writer) error {
+	return atomicfile.Write(final, 0o644, func(w io.Writer) error {
 		_, err := io.Copy(w, vr)
 		return err
 	})
@@ -338,43 +339,8 @@ func updateIndexJSON(dir, tag string, desc v1.Descriptor) error {
 	if err != nil {
 		return fmt.Errorf("encoding index.json: %w", err)
 	}
-	if err := writeFileAtomic(path, out); err != nil {
+	if err := atomicfile.WriteFile(path, out, 0o644); err != nil {
 		return fmt.Errorf("writing index.json: %w", err)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	return writeAtomic(path, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-}
-
-// writeAtomic writes a file through fill into a temporary file in the same directory, syncs
-// it and renames it to path, so path holds either its old content or all of the new.
-func writeAtomic(path string, fill func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := fill(f); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -392,7 +392,8 @@ func TestPublishOCILayoutFailureKeepsIndex(t *testing.T) {
 func checkNoTempFiles(t *testing.T, dir string) {
 	t.Helper()
 	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
+		// Nothing in a layout is hidden but temporary files.
+		if err == nil && strings.HasPrefix(d.Name(), ".") && d.Name() != "." {
 			t.Errorf("temporary file left: %s", p)
 		}
 		return nil

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -215,16 +216,14 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 	}
 	if blob != nil {
 		params.blobs = []rafs.BlobEntry{blob.entry}
-		if err := out.keep(blobFile, blob.entry.BlobID); err != nil {
-			return nil, err
-		}
+		out.keep(blobFile, blob.entry.BlobID)
 		res.Blobs = append(res.Blobs, blob.entry.BlobID)
 		res.BlobInfo = append(res.BlobInfo, BlobInfo{
 			BlobID: blob.entry.BlobID, Path: blob.entry.BlobID,
 			CompressedSize: blob.entry.CompressedSize, UncompressedSize: blob.entry.UncompressedSize,
 			ChunkCount: blob.entry.ChunkCount,
 		})
-	} else if err := out.discard(blobFile); err != nil {
+	} else if err := blobFile.Abort(); err != nil {
 		return nil, err
 	}
 	boot, err := writeBootstrap(t, lay, params)
@@ -341,7 +340,7 @@ type output struct {
 	created bool
 	staged  []staged // in commit order
 	placed  []string // final paths renamed so far
-	temps   []string
+	temps   []*atomicfile.File
 }
 
 func newOutput(dir string) (*output, error) {
@@ -357,35 +356,18 @@ func newOutput(dir string) (*output, error) {
 	return o, nil
 }
 
-func (o *output) temp(kind string) (*os.File, error) {
-	f, err := os.CreateTemp(o.dir, ".nydusify-"+kind+"-*.tmp")
+func (o *output) temp(kind string) (*atomicfile.File, error) {
+	f, err := atomicfile.Create(o.dir, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s in output directory: %w", kind, err)
 	}
-	o.temps = append(o.temps, f.Name())
+	o.temps = append(o.temps, f)
 	return f, nil
 }
 
-// keep closes f and stages it as name.
-func (o *output) keep(f *os.File, name string) error {
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	o.staged = append(o.staged, staged{tmp: f.Name(), name: name})
-	return nil
-}
-
-func (o *output) discard(f *os.File) error {
-	f.Close()
-	return os.Remove(f.Name())
+// keep stages f to become name at commit.
+func (o *output) keep(f *atomicfile.File, name string) {
+	o.staged = append(o.staged, staged{f: f, name: name})
 }
 
 func (o *output) writeFile(name string, data []byte) error {
@@ -394,19 +376,22 @@ func (o *output) writeFile(name string, data []byte) error {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	return o.keep(f, name)
+	o.keep(f, name)
+	return nil
 }
 
-type staged struct{ tmp, name string }
+type staged struct {
+	f    *atomicfile.File
+	name string
+}
 
-// commit renames the staged files into place, the report last.
+// commit syncs the staged files and renames them into place, the report last.
 func (o *output) commit() error {
 	for _, s := range o.staged {
 		final := filepath.Join(o.dir, s.name)
-		if err := os.Rename(s.tmp, final); err != nil {
+		if err := s.f.Commit(final); err != nil {
 			return fmt.Errorf("placing %s: %w", s.name, err)
 		}
 		o.placed = append(o.placed, final)
@@ -415,7 +400,10 @@ func (o *output) commit() error {
 }
 
 func (o *output) abort() {
-	for _, p := range append(o.temps, o.placed...) {
+	for _, f := range o.temps {
+		f.Abort() // nothing for the committed ones
+	}
+	for _, p := range o.placed {
 		os.Remove(p)
 	}
 	if o.created {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -68,7 +69,7 @@ Exit status 1 when any problem is found.`,
 				if err != nil {
 					return err
 				}
-				if err := writeFileAtomic(jsonPath, append(data, '\n')); err != nil {
+				if err := atomicfile.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
 					return fmt.Errorf("writing --output-json: %w", err)
 				}
 			}

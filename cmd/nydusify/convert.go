@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/sirupsen/logrus"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -79,7 +78,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 				if err != nil {
 					return err
 				}
-				if err := writeFileAtomic(outputJSON, append(data, '\n')); err != nil {
+				if err := atomicfile.WriteFile(outputJSON, append(data, '\n'), 0o644); err != nil {
 					return fmt.Errorf("writing --output-json: %w", err)
 				}
 			}
@@ -105,25 +104,4 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
 	return cmd
-}
-
-// writeFileAtomic writes data to a temp file beside path and renames it.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".nydusify-*.tmp")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
