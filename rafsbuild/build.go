@@ -74,9 +74,8 @@ func (o *Options) Validate() error {
 	if o.ChunkSize == 0 {
 		o.ChunkSize = rafs.DefaultChunkSize
 	}
-	cs := o.ChunkSize
-	if cs < rafs.MinChunkSize || cs > rafs.MaxChunkSize || cs&(cs-1) != 0 {
-		return fmt.Errorf("invalid chunk size %#x: must be a power of two from 0x1000 to 0x1000000", cs)
+	if err := rafs.CheckChunkSize(o.ChunkSize); err != nil {
+		return err
 	}
 	switch o.Compressor {
 	case rafs.CompressNone, rafs.CompressLZ4Block, rafs.CompressZstd:

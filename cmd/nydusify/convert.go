@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -47,11 +46,9 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 			if opts.Build.Compressor, err = rafs.ParseCompressor(compressor); err != nil {
 				return err
 			}
-			cs, err := strconv.ParseUint(chunkSize, 0, 32)
-			if err != nil || cs == 0 {
-				return fmt.Errorf("invalid --fs-chunk-size %q: want a power of two from 0x1000 to 0x1000000", chunkSize)
+			if opts.Build.ChunkSize, err = rafs.ParseChunkSize(chunkSize); err != nil {
+				return fmt.Errorf("--fs-chunk-size: %w", err)
 			}
-			opts.Build.ChunkSize = uint32(cs)
 			if opts.Build.PrefetchPatterns, err = prefetchPatterns(cmd.InOrStdin()); err != nil {
 				return err
 			}
