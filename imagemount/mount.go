@@ -5,7 +5,8 @@
 // FUSE and, when asked, prefetches in the background.
 //
 // Settings come from Config, which ParseConfig fills from the nydusd v1 JSON
-// users already have. It sits on top of the lazy-mount stack: imageref and
+// users already have; FlagConfig decides between defaults, that file and
+// command-line flags. It sits on top of the lazy-mount stack: imageref and
 // packer (to pull the bootstrap), backend, blobcache, rafsfs.
 package imagemount
 
