@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,10 +42,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/internal/atomicfile"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -57,8 +58,9 @@ var ErrDigestMismatch = errors.New("blobcache: chunk digest mismatch")
 // Options configure Open. The zero value logs nothing and amplifies reads
 // to DefaultAmplify.
 type Options struct {
-	// Logger receives a line for every chunk that fails to fetch or verify.
-	Logger *log.Logger
+	// Logger receives a warning for every chunk that fails to fetch or
+	// verify. Nil discards (see internal/logs).
+	Logger logrus.FieldLogger
 	// Amplify is how many compressed bytes one backend request may cover
 	// when a chunk is fetched: the chunks that follow it in the blob come
 	// along while they fit. 0 means DefaultAmplify; negative fetches one
@@ -79,7 +81,7 @@ const flushInterval = 500 * time.Millisecond
 type Cache struct {
 	be      backend.Backend
 	blob    *rafs.BlobReader
-	logger  *log.Logger
+	logger  logrus.FieldLogger
 	amplify int64
 	data    *os.File
 	cmap    *os.File
@@ -113,10 +115,7 @@ func Open(ctx context.Context, dir string, be backend.Backend, e rafs.BlobEntry,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating cache directory: %w", err)
 	}
-	c := &Cache{be: be, logger: opts.Logger, amplify: opts.Amplify, inflight: map[uint32]*fetch{}}
-	if c.logger == nil {
-		c.logger = log.New(io.Discard, "", 0)
-	}
+	c := &Cache{be: be, logger: logs.Or(opts.Logger), amplify: opts.Amplify, inflight: map[uint32]*fetch{}}
 	switch {
 	case c.amplify == 0:
 		c.amplify = DefaultAmplify
@@ -319,7 +318,7 @@ func (c *Cache) fetchRun(ctx context.Context, run []*fetch) {
 			f.err = c.commit(f.i, raw[off:off+uint64(ch.CompressedSize)])
 		}
 		if f.err != nil {
-			c.logger.Printf("%v", f.err)
+			c.logger.Warn(f.err)
 		}
 	}
 	c.mu.Lock()
@@ -437,7 +436,7 @@ func (c *Cache) flusher() {
 			return
 		case <-t.C:
 			if err := c.flush(); err != nil {
-				c.logger.Printf("blobcache: %v", err)
+				c.logger.Warnf("blobcache: %v", err)
 			}
 		}
 	}

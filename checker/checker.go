@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -38,6 +37,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sirupsen/logrus"
 
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/packer"
@@ -70,8 +70,9 @@ type Options struct {
 	// Source, root and /dev/fuse.
 	Mount bool
 	// Logger receives, with Mount, the cause of every EIO the mount returns
-	// (such as a chunk failing its digest). Nil discards.
-	Logger *log.Logger
+	// (such as a chunk failing its digest) as a warning. Nil discards (see
+	// internal/logs).
+	Logger logrus.FieldLogger
 }
 
 // Problem is one difference or defect.

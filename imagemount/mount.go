@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"math"
 	"os"
 	"path/filepath"
@@ -29,11 +28,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/blobcache"
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsfs"
@@ -57,8 +58,9 @@ type Options struct {
 	Config   Config
 	// AllowOther lets other users read the mount (kernel permission checks).
 	AllowOther bool
-	// Logger receives the cause of every EIO and failed fetch. Nil discards.
-	Logger *log.Logger
+	// Logger receives the cause of every EIO and failed fetch as a
+	// warning. Nil discards (see internal/logs).
+	Logger logrus.FieldLogger
 }
 
 // Info describes a mount once it is usable.
@@ -113,10 +115,7 @@ func Start(ctx context.Context, opts Options) (_ *Mount, err error) {
 	if (opts.Bootstrap == "") == (opts.Target == "") {
 		return nil, errors.New("imagemount: give a bootstrap file or a target image, not both or neither")
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = log.New(io.Discard, "", 0)
-	}
+	logger := logs.Or(opts.Logger)
 	m := &Mount{served: make(chan struct{})}
 	defer func() {
 		if err != nil {

@@ -24,7 +24,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/nydus-go/nydusify/internal/atomicfile"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -43,9 +46,10 @@ type Options struct {
 	Progress func(Progress)
 	// ProgressInterval defaults to one second.
 	ProgressInterval time.Duration
-	// Warn, if set, receives messages about input that was skipped, such
-	// as xattrs EROFS cannot store in a layer tar.
-	Warn func(string)
+	// Logger receives warnings about input that was skipped, such as
+	// xattrs EROFS cannot store in a layer tar, or prefetch patterns an
+	// earlier one covers. Nil discards (see internal/logs).
+	Logger logrus.FieldLogger
 	// PrefetchPatterns are absolute paths for the bootstrap's prefetch
 	// table (nydus-image --prefetch-policy fs): each one naming a path gets
 	// that path's nid, in order; a pattern an earlier one covers is
@@ -85,7 +89,7 @@ func (o *Options) Validate() error {
 	if o.Digester != rafs.DigestBlake3 && o.Digester != rafs.DigestSha256 {
 		return fmt.Errorf("unknown digester %v", o.Digester)
 	}
-	patterns, err := normalizePatterns(o.PrefetchPatterns, o.Warn)
+	patterns, err := normalizePatterns(o.PrefetchPatterns, logs.Or(o.Logger))
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -223,9 +224,7 @@ func tarEntry(hdr *tar.Header, p string, opts *Options) (*Entry, error) {
 		}
 		x := []rafs.Xattr{{Name: name, Value: []byte(v)}}
 		if _, err := rafs.XattrAreaSize(x); err != nil {
-			if opts.Warn != nil {
-				opts.Warn(fmt.Sprintf("%s: skipping xattr: %v", hdr.Name, err))
-			}
+			logs.Or(opts.Logger).Warnf("%s: skipping xattr: %v", hdr.Name, err)
 			continue
 		}
 		e.Xattrs = append(e.Xattrs, x[0])

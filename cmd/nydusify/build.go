@@ -57,7 +57,7 @@ left in the output directory.`,
 			if opts.PrefetchPatterns, err = prefetchPatterns(cmd.InOrStdin()); err != nil {
 				return err
 			}
-			opts.Warn = func(msg string) { logrus.Warn(msg) }
+			opts.Logger = logrus.StandardLogger()
 			view := newProgressView()
 			view.label = "reading file data:"
 			opts.Progress, opts.ProgressInterval = view.bytes, view.interval()

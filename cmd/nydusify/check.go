@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -53,9 +52,7 @@ Exit status 1 when any problem is found.`,
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
 			if opts.Mount {
 				// Causes of EIO through the mount go to the log as warnings.
-				logw := logrus.StandardLogger().WriterLevel(logrus.WarnLevel)
-				defer logw.Close()
-				opts.Logger = log.New(logw, "", 0)
+				opts.Logger = logrus.StandardLogger()
 			}
 			rep, err := checker.Check(cmd.Context(), opts)
 			if err != nil {

@@ -61,7 +61,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 			opts.SourceRegistry.Retries, opts.TargetRegistry.Retries = retries, retries
 			opts.SourceRegistry.Jobs, opts.TargetRegistry.Jobs = opts.Concurrency, opts.Concurrency
 			view := newProgressView()
-			opts.Build.Warn = func(msg string) { logrus.Warn(msg) }
+			opts.Build.Logger = logrus.StandardLogger()
 			opts.Build.Progress, opts.Build.ProgressInterval = view.bytes, view.interval()
 			opts.Progress = view.event
 			rep, err := converter.Convert(cmd.Context(), opts)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -94,9 +93,7 @@ SIGINT or SIGTERM, then unmounts.`,
 			}
 			opts.Registry.PlainHTTP = plainHTTP
 			// Causes of EIO and failed fetches go to the log as warnings.
-			logw := logrus.StandardLogger().WriterLevel(logrus.WarnLevel)
-			defer logw.Close()
-			opts.Logger = log.New(logw, "", 0)
+			opts.Logger = logrus.StandardLogger()
 
 			m, err := imagemount.Start(ctx, opts)
 			if err != nil {
