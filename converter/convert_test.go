@@ -306,7 +306,7 @@ func TestConvertRegistry(t *testing.T) {
 			if len(m.Layers) != 4 || m.Layers[0].MediaType != packer.MediaTypeNydusBlob ||
 				m.Layers[0].Annotations[packer.AnnotationNydusBlob] != "true" ||
 				m.Layers[3].Annotations[packer.AnnotationNydusBootstrap] != "true" ||
-				m.Annotations[packer.AnnotationSourceDigest] != p.SourceDigest {
+				m.Annotations[packer.AnnotationSourceDigest] != p.SourceDigest.String() {
 				t.Errorf("manifest as skopeo reads it:\n%s", out)
 			}
 

@@ -12,7 +12,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nydus-go/nydusify/internal/verify"
@@ -68,7 +67,7 @@ func openVerified(s fileStore, name string, desc v1.Descriptor) (io.ReadCloser, 
 	if err != nil {
 		return nil, fmt.Errorf("opening blob %s: %w", desc.Digest, err)
 	}
-	return verify.ReadCloser(rc, desc.Size, digest.Digest(desc.Digest.String()))
+	return verify.ReadCloser(rc, desc.Size, desc.Digest)
 }
 
 // readBlob reads a small layout blob (manifest, index, config) and verifies it.

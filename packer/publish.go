@@ -14,7 +14,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nydus-go/nydusify/imageref"
@@ -303,7 +302,7 @@ func writeBlob(ctx context.Context, dir string, h v1.Hash, size int64, open func
 	if err != nil {
 		return err
 	}
-	vr, err := verify.ReadCloser(rc, size, digest.Digest(h.String()))
+	vr, err := verify.ReadCloser(rc, size, h)
 	if err != nil {
 		return err
 	}

@@ -15,13 +15,13 @@ import (
 
 // ExtractBootstrap reads the bootstrap layer l (the last layer of a Nydus
 // image), writes its [BootstrapName] entry to path through a temporary file
-// in the same directory, and returns the hex sha256 of the layer's
-// uncompressed tar, which a consumer compares with the config's diff_id.
+// in the same directory, and returns the sha256 of the layer's uncompressed
+// tar, which a consumer compares with the config's diff_id.
 // The whole layer is read, so its compressed digest is verified too.
-func ExtractBootstrap(l v1.Layer, path string) (diffID string, err error) {
+func ExtractBootstrap(l v1.Layer, path string) (diffID v1.Hash, err error) {
 	rc, err := l.Uncompressed()
 	if err != nil {
-		return "", err
+		return v1.Hash{}, err
 	}
 	defer rc.Close()
 	h := sha256.New()
@@ -53,7 +53,7 @@ func ExtractBootstrap(l v1.Layer, path string) (diffID string, err error) {
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return v1.Hash{}, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}, nil
 }

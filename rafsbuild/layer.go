@@ -23,7 +23,9 @@ type Layer struct {
 	tree *tree
 
 	// Digest is the sha256 (hex) of the blob file: its registry digest and
-	// its blob id in a merged bootstrap.
+	// its blob id in a merged bootstrap. It stays a hex string, the RAFS
+	// blob id's form, because rafsbuild does not import ggcr; callers make
+	// the OCI digest v1.Hash{Algorithm: "sha256", Hex: Digest}.
 	Digest string
 	Size   int64
 	// BlobMeta is nydusd's `<blob id>.blob.meta` for this blob (chunk info
