@@ -141,6 +141,8 @@ func (r *Registry) httpClient(ctx context.Context) (*http.Client, error) {
 	return r.client, nil
 }
 
+// blobURL addresses a blob by its RAFS blob id, the hex sha256 a backend is
+// asked for (nydusd's backend interface), which is the layer's digest.
 func (r *Registry) blobURL(blobID string) string {
 	return fmt.Sprintf("%s://%s/v2/%s/blobs/sha256:%s",
 		r.repo.Registry.Scheme(), r.repo.RegistryStr(), r.repo.RepositoryStr(), blobID)

@@ -36,7 +36,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"path/filepath"
 	"slices"
@@ -44,9 +43,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/nydus-go/nydusify/backend"
+	"github.com/nydus-go/nydusify/internal/atomicfile"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -58,8 +60,9 @@ var ErrDigestMismatch = rafs.ErrDigestMismatch
 // Options configure Open. The zero value logs nothing and amplifies reads
 // to DefaultAmplify.
 type Options struct {
-	// Logger receives a line for every chunk that fails to fetch or verify.
-	Logger *log.Logger
+	// Logger receives a warning for every chunk that fails to fetch or
+	// verify. Nil discards (see internal/logs).
+	Logger logrus.FieldLogger
 	// Amplify is how many compressed bytes one backend request may cover
 	// when a chunk is fetched: the chunks that follow it in the blob come
 	// along while they fit. 0 means DefaultAmplify; negative fetches one
@@ -80,7 +83,7 @@ const flushInterval = 500 * time.Millisecond
 type Cache struct {
 	be      backend.Backend
 	blob    *rafs.BlobReader
-	logger  *log.Logger
+	logger  logrus.FieldLogger
 	amplify int64
 	data    *os.File
 	cmap    *os.File
@@ -116,10 +119,7 @@ func Open(ctx context.Context, dir string, be backend.Backend, img *rafs.Image, 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating cache directory: %w", err)
 	}
-	c := &Cache{be: be, logger: opts.Logger, amplify: opts.Amplify, inflight: map[uint32]*fetch{}}
-	if c.logger == nil {
-		c.logger = log.New(io.Discard, "", 0)
-	}
+	c := &Cache{be: be, logger: logs.Or(opts.Logger), amplify: opts.Amplify, inflight: map[uint32]*fetch{}}
 	switch {
 	case c.amplify == 0:
 		c.amplify = DefaultAmplify
@@ -200,7 +200,7 @@ func openBlob(ctx context.Context, infoPath string, be backend.Backend, img *raf
 		return nil, err
 	}
 	saved := binary.LittleEndian.AppendUint64(nil, uint64(size))
-	if err := writeFileAtomic(infoPath, append(saved, region...)); err != nil {
+	if err := atomicfile.WriteFile(infoPath, append(saved, region...), 0o600); err != nil {
 		return nil, fmt.Errorf("saving chunk info of blob %s: %w", e.BlobID, err)
 	}
 	return b, nil
@@ -219,27 +219,6 @@ func (r *regionReader) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("read at %d+%d outside the cached chunk-info region", off, len(p))
 	}
 	return copy(p, r.region[off-r.off:]), nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".chunk-info-*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }
 
 // Blob returns the blob's reader: its blob-table entry, chunk locations and
@@ -347,7 +326,7 @@ func (c *Cache) fetchRun(ctx context.Context, run []*fetch) {
 			f.err = c.commit(f.i, raw[off:off+uint64(ch.CompressedSize)])
 		}
 		if f.err != nil {
-			c.logger.Printf("%v", f.err)
+			c.logger.Warn(f.err)
 		}
 	}
 	c.mu.Lock()
@@ -451,7 +430,7 @@ func (c *Cache) flusher() {
 			return
 		case <-t.C:
 			if err := c.flush(); err != nil {
-				c.logger.Printf("blobcache: %v", err)
+				c.logger.Warnf("blobcache: %v", err)
 			}
 		}
 	}

@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -38,6 +37,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sirupsen/logrus"
 
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/packer"
@@ -71,8 +71,9 @@ type Options struct {
 	// Source, root and /dev/fuse.
 	Mount bool
 	// Logger receives, with Mount, the cause of every EIO the mount returns
-	// (such as a chunk failing its digest). Nil discards.
-	Logger *log.Logger
+	// (such as a chunk failing its digest) as a warning. Nil discards (see
+	// internal/logs).
+	Logger logrus.FieldLogger
 }
 
 // Problem is one difference or defect.
@@ -268,8 +269,8 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 		problem(RuleBootstrap, "extracting %s: %v", packer.BootstrapName, err)
 		return nil, nil, nil
 	}
-	if want, err := bootLayer.DiffID(); err == nil && want.Hex != diffID {
-		problem(RuleManifest, "bootstrap layer diff_id %s, but its tar hashes to sha256:%s", want, diffID)
+	if want, err := bootLayer.DiffID(); err == nil && want != diffID {
+		problem(RuleManifest, "bootstrap layer diff_id %s, but its tar hashes to %s", want, diffID)
 	}
 	f, err := os.Open(bootPath)
 	if err != nil {
@@ -296,10 +297,10 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 		problem(RuleBootstrap, "walking the tree: %v", err)
 		return nil, nil, nil
 	}
-	byDigest := map[string]v1.Layer{}
+	byDigest := map[v1.Hash]v1.Layer{}
 	for _, l := range layers[:len(layers)-1] {
 		if d, err := l.Digest(); err == nil {
-			byDigest[d.Hex] = l
+			byDigest[d] = l
 		}
 	}
 	// The image reads each blob from the file fetchBlob downloaded it to,
@@ -327,7 +328,8 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 	*files = append(*files, img)
 	blobs := make([]*rafs.BlobReader, len(rd.Blobs))
 	for i, e := range rd.Blobs {
-		l, ok := byDigest[e.BlobID]
+		// A blob id is the hex sha256 of the blob, its layer's digest.
+		l, ok := byDigest[v1.Hash{Algorithm: "sha256", Hex: e.BlobID}]
 		if !ok {
 			problem(RuleBootstrap, "blob %d (%s) of the blob table is not a layer of the manifest", i, e.BlobID)
 			continue

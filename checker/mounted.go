@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log"
 	"os"
 	"path"
 	"path/filepath"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/nydus-go/nydusify/imagemount"
@@ -37,7 +37,7 @@ func checkMountable() error {
 // mounted tree with walkMounted, and unmounts before returning, whatever
 // happened. The error is for failures to mount, unmount or finish the walk;
 // what cannot be read through the mount goes into unreadable.
-func readMounted(ctx context.Context, work string, logger *log.Logger) (_ map[string]*file, _ map[string]string, err error) {
+func readMounted(ctx context.Context, work string, logger logrus.FieldLogger) (_ map[string]*file, _ map[string]string, err error) {
 	mnt := filepath.Join(work, "mnt")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("creating the mount point: %w", err)

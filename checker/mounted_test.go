@@ -2,7 +2,6 @@ package checker_test
 
 import (
 	"bytes"
-	"log"
 	"os"
 	"strings"
 	"testing"
@@ -11,14 +10,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sirupsen/logrus"
 
 	"github.com/nydus-go/nydusify/checker"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/testenv"
 )
 
 // checkMounted is check with Mount set; it then asserts that nothing is
 // mounted below the work directory and that the directory was emptied.
-func checkMounted(t *testing.T, target, source string, logger *log.Logger) *checker.Report {
+func checkMounted(t *testing.T, target, source string, logger logrus.FieldLogger) *checker.Report {
 	t.Helper()
 	work := t.TempDir()
 	opts := checker.Options{Target: target, Source: source, SourceRegistry: ropts, TargetRegistry: ropts,
@@ -89,7 +90,7 @@ func TestCheckMount(t *testing.T) {
 
 	flipBlobByte(t, fx)
 	var logged bytes.Buffer
-	rep = checkMounted(t, fx.target, fx.src, log.New(&logged, "", 0))
+	rep = checkMounted(t, fx.target, fx.src, logs.New(&logged))
 	bad := unreadable(rep)
 	for _, p := range []string{"/bin/alias", "/bin/tool"} {
 		if !strings.Contains(bad[p], "input/output error") {

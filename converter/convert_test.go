@@ -325,7 +325,7 @@ func TestConvertRegistry(t *testing.T) {
 				boot.Annotations["containerd.io/snapshot/nydus-fs-version"] != "6" {
 				t.Errorf("bootstrap layer: %s %v", boot.MediaType, boot.Annotations)
 			}
-			if m.Annotations["containerd.io/snapshot/nydus-source-digest"] != p.SourceDigest {
+			if m.Annotations["containerd.io/snapshot/nydus-source-digest"] != p.SourceDigest.String() {
 				t.Errorf("manifest annotations %v, want the source digest %s", m.Annotations, p.SourceDigest)
 			}
 

@@ -78,7 +78,7 @@ type Event struct {
 	Platform string
 	Layer    int // index of the layer, for layer events
 	Layers   int
-	Digest   string       // source layer digest, for layer events
+	Digest   v1.Hash      // source layer digest, for layer events
 	Size     int64        // compressed source layer size
 	Report   *LayerReport // EventLayerDone
 }
@@ -87,19 +87,19 @@ type Event struct {
 type Report struct {
 	Source    string           `json:"source"`
 	Target    string           `json:"target"`
-	Digest    string           `json:"target_digest"`
+	Digest    v1.Hash          `json:"target_digest"`
 	MediaType string           `json:"target_media_type"`
 	Platforms []PlatformReport `json:"platforms"`
 	// Skipped lists index entries that are not images to convert
 	// (attestations, artifacts); they are not carried into the target.
-	Skipped []string `json:"skipped_manifests,omitempty"`
-	Timings Timings  `json:"timings_ms"`
+	Skipped []v1.Hash `json:"skipped_manifests,omitempty"`
+	Timings Timings   `json:"timings_ms"`
 }
 
 // PlatformReport describes one converted platform image.
 type PlatformReport struct {
 	Platform      string        `json:"platform"`
-	SourceDigest  string        `json:"source_manifest"`
+	SourceDigest  v1.Hash       `json:"source_manifest"`
 	Layers        []LayerReport `json:"layers"`
 	BootstrapSize int           `json:"bootstrap_size"`
 	Blobs         []string      `json:"bootstrap_blob_table"`
@@ -186,7 +186,7 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep := &Report{Source: src.String(), Target: dst.String()}
 	for _, d := range skipped {
-		rep.Skipped = append(rep.Skipped, d.Digest.String())
+		rep.Skipped = append(rep.Skipped, d.Digest)
 	}
 	resolved := time.Now()
 
@@ -215,7 +215,7 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.Digest, rep.MediaType = desc.Digest.String(), string(desc.MediaType)
+	rep.Digest, rep.MediaType = desc.Digest, string(desc.MediaType)
 	rep.Timings = Timings{
 		Resolve: resolved.Sub(start).Milliseconds(), Convert: converted.Sub(resolved).Milliseconds(),
 		Publish: time.Since(converted).Milliseconds(), Total: time.Since(start).Milliseconds(),
@@ -262,7 +262,7 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 		return nil, nil, err
 	}
 	rep := &PlatformReport{
-		Platform: plat, SourceDigest: pi.Descriptor.Digest.String(), Layers: reports,
+		Platform: plat, SourceDigest: pi.Descriptor.Digest, Layers: reports,
 		BootstrapSize: len(merged.Bootstrap), Blobs: merged.Blobs,
 	}
 	for _, r := range reports {

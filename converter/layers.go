@@ -17,10 +17,10 @@ import (
 
 // LayerReport describes the conversion of one source layer.
 type LayerReport struct {
-	SourceDigest string `json:"source_digest"`
-	SourceSize   int64  `json:"source_size"`
-	BlobDigest   string `json:"blob_digest"`
-	BlobSize     int64  `json:"blob_size"`
+	SourceDigest v1.Hash `json:"source_digest"`
+	SourceSize   int64   `json:"source_size"`
+	BlobDigest   v1.Hash `json:"blob_digest"`
+	BlobSize     int64   `json:"blob_size"`
 	rafsbuild.LayerStats
 	FetchMs   int64 `json:"fetch_ms"`
 	ConvertMs int64 `json:"convert_ms"`
@@ -95,7 +95,7 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 			return nil, nil, fmt.Errorf("layer %d of %d: %w", i+1, len(layers), err)
 		}
 		size, _ := l.Size()
-		c.progress(Event{Kind: EventLayerStart, Layer: i, Layers: len(layers), Digest: digest.String(), Size: size})
+		c.progress(Event{Kind: EventLayerStart, Layer: i, Layers: len(layers), Digest: digest, Size: size})
 		start := time.Now()
 		cl, err := c.convertLayer(ctx, l, f.path, dict)
 		if f.path != "" {
@@ -105,11 +105,12 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 			return nil, nil, fmt.Errorf("converting layer %d of %d (%s): %w", i+1, len(layers), digest, err)
 		}
 		rep := LayerReport{
-			SourceDigest: digest.String(), SourceSize: size,
-			BlobDigest: "sha256:" + cl.layer.Digest, BlobSize: cl.layer.Size, LayerStats: cl.layer.Stats,
+			SourceDigest: digest, SourceSize: size,
+			// rafsbuild names a layer blob by its hex sha256, the RAFS blob id.
+			BlobDigest: v1.Hash{Algorithm: "sha256", Hex: cl.layer.Digest}, BlobSize: cl.layer.Size, LayerStats: cl.layer.Stats,
 			FetchMs: f.ms, ConvertMs: time.Since(start).Milliseconds(),
 		}
-		c.progress(Event{Kind: EventLayerDone, Layer: i, Layers: len(layers), Digest: digest.String(), Report: &rep})
+		c.progress(Event{Kind: EventLayerDone, Layer: i, Layers: len(layers), Digest: digest, Report: &rep})
 		out = append(out, cl)
 		reports = append(reports, rep)
 	}

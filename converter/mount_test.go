@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,10 +13,12 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sirupsen/logrus"
 
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/imagemount"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
@@ -27,7 +28,7 @@ import (
 
 // mountTarget mounts a Nydus image lazily from the registry, with a fresh
 // cache, and unmounts it when the test ends. Causes of EIO go to logger.
-func mountTarget(t *testing.T, target string, logger *log.Logger) string {
+func mountTarget(t *testing.T, target string, logger logrus.FieldLogger) string {
 	t.Helper()
 	mnt := t.TempDir()
 	m, err := imagemount.Start(context.Background(), imagemount.Options{
@@ -154,7 +155,7 @@ func TestFlippedBlobByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	mnt := mountTarget(t, target, log.New(logFile, "", 0))
+	mnt := mountTarget(t, target, logs.New(logFile))
 	if _, err := os.ReadFile(filepath.Join(mnt, "etc/hostname")); !errors.Is(err, syscall.EIO) {
 		t.Errorf("reading the damaged file: %v, want EIO", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -114,19 +115,15 @@ func (img *Image) BlobViews(ctx context.Context, dir string) ([]string, error) {
 			return nil, err
 		}
 		final := filepath.Join(dir, b.Entry.BlobID+".blob.data")
-		f, err := os.CreateTemp(dir, ".blob-view-*.tmp")
+		f, err := atomicfile.Create(dir, 0o600)
 		if err != nil {
 			return nil, err
 		}
-		err = rafs.WriteBlobView(f, b)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(f.Name(), final)
+		if err = rafs.WriteBlobView(f, b); err == nil {
+			err = f.Commit(final)
 		}
 		if err != nil {
-			os.Remove(f.Name())
+			f.Abort()
 			return nil, fmt.Errorf("writing view of blob %s: %w", b.Entry.BlobID, err)
 		}
 		paths = append(paths, final)

@@ -5,7 +5,8 @@
 // FUSE and, when asked, prefetches in the background.
 //
 // Settings come from Config, which ParseConfig fills from the nydusd v1 JSON
-// users already have. It sits on top of the lazy-mount stack: imageref and
+// users already have; FlagConfig decides between defaults, that file and
+// command-line flags. It sits on top of the lazy-mount stack: imageref and
 // packer (to pull the bootstrap), backend, blobcache, rafsfs.
 package imagemount
 
@@ -16,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"math"
 	"os"
 	"path/filepath"
@@ -28,11 +28,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/blobcache"
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/retry"
 	"github.com/nydus-go/nydusify/layout"
 	"github.com/nydus-go/nydusify/packer"
@@ -59,8 +61,9 @@ type Options struct {
 	Config   Config
 	// AllowOther lets other users read the mount (kernel permission checks).
 	AllowOther bool
-	// Logger receives the cause of every EIO and failed fetch. Nil discards.
-	Logger *log.Logger
+	// Logger receives the cause of every EIO and failed fetch as a
+	// warning. Nil discards (see internal/logs).
+	Logger logrus.FieldLogger
 }
 
 // Info describes a mount once it is usable.
@@ -115,14 +118,11 @@ func Start(ctx context.Context, opts Options) (_ *Mount, err error) {
 	if (opts.Bootstrap == "") == (opts.Target == "") {
 		return nil, errors.New("imagemount: give a bootstrap file or a target image, not both or neither")
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = log.New(io.Discard, "", 0)
-	}
+	logger := logs.Or(opts.Logger)
 	if stale, err := recoverStale(opts.MountPath); err != nil {
 		return nil, err
 	} else if stale {
-		logger.Printf("imagemount: detached a dead FUSE mount left at %s by a killed mount process", opts.MountPath)
+		logger.Warnf("imagemount: detached a dead FUSE mount left at %s by a killed mount process", opts.MountPath)
 	}
 	m := &Mount{served: make(chan struct{})}
 	defer func() {

@@ -13,9 +13,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 	"github.com/nydus-go/nydusify/internal/verify"
 )
 
@@ -52,7 +52,7 @@ func Write(ctx context.Context, dir, tag string, a Artifact) (v1.Descriptor, err
 	}
 	layoutFile := filepath.Join(dir, ocispec.ImageLayoutFile)
 	if _, err := os.Stat(layoutFile); errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(layoutFile, []byte(`{"imageLayoutVersion":"`+ocispec.ImageLayoutVersion+`"}`)); err != nil {
+		if err := atomicfile.WriteFile(layoutFile, []byte(`{"imageLayoutVersion":"`+ocispec.ImageLayoutVersion+`"}`), 0o644); err != nil {
 			return v1.Descriptor{}, fmt.Errorf("creating layout: %w", err)
 		}
 	} else if err != nil {
@@ -175,12 +175,12 @@ func writeBlob(ctx context.Context, dir string, h v1.Hash, size int64, open func
 	if err != nil {
 		return err
 	}
-	vr, err := verify.ReadCloser(rc, size, digest.Digest(h.String()))
+	vr, err := verify.ReadCloser(rc, size, h)
 	if err != nil {
 		return err
 	}
 	defer vr.Close()
-	return writeAtomic(final, func(w io.Writer) error {
+	return atomicfile.Write(final, 0o644, func(w io.Writer) error {
 		_, err := io.Copy(w, vr)
 		return err
 	})
@@ -221,24 +221,11 @@ func updateIndexJSON(ctx context.Context, dir, tag string, desc v1.Descriptor) (
 	if err != nil {
 		return fmt.Errorf("encoding index.json: %w", err)
 	}
-	if err := writeFileAtomic(path, out); err != nil {
-		return fmt.Errorf("writing index.json: %w", err)
-	}
-	// Make the rename durable, so an entry Write reported survives a crash.
-	if err := syncDir(dir); err != nil {
+	// atomicfile syncs the directory too, so an entry Write reported survives a crash.
+	if err := atomicfile.WriteFile(path, out, 0o644); err != nil {
 		return fmt.Errorf("writing index.json: %w", err)
 	}
 	return nil
-}
-
-// syncDir flushes a directory's entries (a rename into it) to disk.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // marshal encodes v as compact JSON without escaping <, > and &, as the manifests we write
@@ -251,39 +238,4 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	return writeAtomic(path, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-}
-
-// writeAtomic writes a file through fill into a temporary file in the same directory, syncs
-// it and renames it to path, so path holds either its old content or all of the new.
-func writeAtomic(path string, fill func(io.Writer) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := fill(f); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -14,7 +14,6 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/nydus-go/nydusify/internal/verify"
 )
@@ -55,7 +54,7 @@ func (l *fileLayer) Compressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening layer %s: %w", l.digest, err)
 	}
-	return verify.ReadCloser(f, l.size, digest.Digest(l.digest.String()))
+	return verify.ReadCloser(f, l.size, l.digest)
 }
 
 // Uncompressed opens the file and, for a gzip layer, decompresses it.

@@ -7,65 +7,53 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 )
 
 // ExtractBootstrap reads the bootstrap layer l (the last layer of a Nydus
 // image), writes its [BootstrapName] entry to path through a temporary file
-// in the same directory, and returns the hex sha256 of the layer's
-// uncompressed tar, which a consumer compares with the config's diff_id.
+// in the same directory, and returns the sha256 of the layer's uncompressed
+// tar, which a consumer compares with the config's diff_id.
 // The whole layer is read, so its compressed digest is verified too.
-func ExtractBootstrap(l v1.Layer, path string) (diffID string, err error) {
+func ExtractBootstrap(l v1.Layer, path string) (diffID v1.Hash, err error) {
 	rc, err := l.Uncompressed()
 	if err != nil {
-		return "", err
+		return v1.Hash{}, err
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".bootstrap-*.tmp")
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		if tmp != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
 	h := sha256.New()
-	tr := tar.NewReader(io.TeeReader(rc, h))
-	found := false
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
+	err = atomicfile.Write(path, 0o600, func(w io.Writer) error {
+		tr := tar.NewReader(io.TeeReader(rc, h))
+		found := false
+		for {
+			hdr, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("reading the bootstrap layer: %w", err)
+			}
+			if hdr.Name != BootstrapName || found {
+				continue
+			}
+			if _, err := io.Copy(w, tr); err != nil {
+				return fmt.Errorf("reading %s: %w", BootstrapName, err)
+			}
+			found = true
 		}
-		if err != nil {
-			return "", fmt.Errorf("reading the bootstrap layer: %w", err)
+		if _, err := io.Copy(io.Discard, rc); err != nil {
+			return fmt.Errorf("reading the bootstrap layer: %w", err)
 		}
-		if hdr.Name != BootstrapName || found {
-			continue
+		if !found {
+			return errors.New("no " + BootstrapName + " in the bootstrap layer")
 		}
-		if _, err := io.Copy(tmp, tr); err != nil {
-			return "", fmt.Errorf("reading %s: %w", BootstrapName, err)
-		}
-		found = true
+		return nil
+	})
+	if err != nil {
+		return v1.Hash{}, err
 	}
-	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return "", fmt.Errorf("reading the bootstrap layer: %w", err)
-	}
-	if !found {
-		return "", errors.New("no " + BootstrapName + " in the bootstrap layer")
-	}
-	if err := tmp.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return "", err
-	}
-	tmp = nil
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}, nil
 }

@@ -92,7 +92,7 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 }
 
 func validChunkSize(cs uint32) bool {
-	return cs >= MinChunkSize && cs <= MaxChunkSize && cs&(cs-1) == 0
+	return CheckChunkSize(cs) == nil
 }
 
 func (rd *Reader) inFile(off, n uint64) bool {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -60,7 +59,7 @@ type blobWriter struct {
 	digester   rafs.Digester
 	chunkSize  uint64
 
-	f  *os.File
+	f  io.Writer
 	bw *bufio.Writer
 	// One running sha256: for a directory build the upstream blob id (every
 	// byte but the digest array payload, §2.9); for a layer blob the whole
@@ -100,7 +99,7 @@ type blobStats struct {
 
 // newBlobWriter starts the chunk pipeline writing to f. A layer blob carries
 // its own bootstrap and is also hashed whole, for its registry digest.
-func newBlobWriter(f *os.File, opts *Options, layer bool) *blobWriter {
+func newBlobWriter(f io.Writer, opts *Options, layer bool) *blobWriter {
 	workers := opts.workers()
 	depth := 4*workers + 8
 	b := &blobWriter{

@@ -17,14 +17,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/nydus-go/nydusify/internal/atomicfile"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -43,9 +47,10 @@ type Options struct {
 	Progress func(Progress)
 	// ProgressInterval defaults to one second.
 	ProgressInterval time.Duration
-	// Warn, if set, receives messages about input that was skipped, such
-	// as xattrs EROFS cannot store in a layer tar.
-	Warn func(string)
+	// Logger receives warnings about input that was skipped, such as
+	// xattrs EROFS cannot store in a layer tar, or prefetch patterns an
+	// earlier one covers. Nil discards (see internal/logs).
+	Logger logrus.FieldLogger
 	// PrefetchPatterns are absolute paths for the bootstrap's prefetch
 	// table (nydus-image --prefetch-policy fs): each one naming a path gets
 	// that path's nid, in order; a pattern an earlier one covers is
@@ -74,9 +79,8 @@ func (o *Options) Validate() error {
 	if o.ChunkSize == 0 {
 		o.ChunkSize = rafs.DefaultChunkSize
 	}
-	cs := o.ChunkSize
-	if cs < rafs.MinChunkSize || cs > rafs.MaxChunkSize || cs&(cs-1) != 0 {
-		return fmt.Errorf("invalid chunk size %#x: must be a power of two from 0x1000 to 0x1000000", cs)
+	if err := rafs.CheckChunkSize(o.ChunkSize); err != nil {
+		return err
 	}
 	switch o.Compressor {
 	case rafs.CompressNone, rafs.CompressLZ4Block, rafs.CompressZstd:
@@ -86,7 +90,7 @@ func (o *Options) Validate() error {
 	if o.Digester != rafs.DigestBlake3 && o.Digester != rafs.DigestSha256 {
 		return fmt.Errorf("unknown digester %v", o.Digester)
 	}
-	patterns, err := normalizePatterns(o.PrefetchPatterns, o.Warn)
+	patterns, err := normalizePatterns(o.PrefetchPatterns, logs.Or(o.Logger))
 	if err != nil {
 		return err
 	}
@@ -216,16 +220,14 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 	}
 	if blob != nil {
 		params.blobs = []rafs.BlobEntry{blob.entry}
-		if err := out.keep(blobFile, blob.entry.BlobID); err != nil {
-			return nil, err
-		}
+		out.keep(blobFile, blob.entry.BlobID)
 		res.Blobs = append(res.Blobs, blob.entry.BlobID)
 		res.BlobInfo = append(res.BlobInfo, BlobInfo{
 			BlobID: blob.entry.BlobID, Path: blob.entry.BlobID,
 			CompressedSize: blob.entry.CompressedSize, UncompressedSize: blob.entry.UncompressedSize,
 			ChunkCount: blob.entry.ChunkCount,
 		})
-	} else if err := out.discard(blobFile); err != nil {
+	} else if err := blobFile.Abort(); err != nil {
 		return nil, err
 	}
 	boot, err := writeBootstrap(t, lay, params)
@@ -342,7 +344,7 @@ type output struct {
 	created bool
 	staged  []staged // in commit order
 	placed  []string // final paths renamed so far
-	temps   []string
+	temps   []*atomicfile.File
 }
 
 func newOutput(dir string) (*output, error) {
@@ -379,35 +381,18 @@ func requireEmpty(dir string) error {
 	return nil
 }
 
-func (o *output) temp(kind string) (*os.File, error) {
-	f, err := os.CreateTemp(o.dir, ".nydusify-"+kind+"-*.tmp")
+func (o *output) temp(kind string) (*atomicfile.File, error) {
+	f, err := atomicfile.Create(o.dir, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s in output directory: %w", kind, err)
 	}
-	o.temps = append(o.temps, f.Name())
+	o.temps = append(o.temps, f)
 	return f, nil
 }
 
-// keep closes f and stages it as name.
-func (o *output) keep(f *os.File, name string) error {
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	o.staged = append(o.staged, staged{tmp: f.Name(), name: name})
-	return nil
-}
-
-func (o *output) discard(f *os.File) error {
-	f.Close()
-	return os.Remove(f.Name())
+// keep stages f to become name at commit.
+func (o *output) keep(f *atomicfile.File, name string) {
+	o.staged = append(o.staged, staged{f: f, name: name})
 }
 
 func (o *output) writeFile(name string, data []byte) error {
@@ -416,19 +401,22 @@ func (o *output) writeFile(name string, data []byte) error {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
-	return o.keep(f, name)
+	o.keep(f, name)
+	return nil
 }
 
-type staged struct{ tmp, name string }
+type staged struct {
+	f    *atomicfile.File
+	name string
+}
 
-// commit renames the staged files into place, the report last.
+// commit syncs the staged files and renames them into place, the report last.
 func (o *output) commit() error {
 	for _, s := range o.staged {
 		final := filepath.Join(o.dir, s.name)
-		if err := os.Rename(s.tmp, final); err != nil {
+		if err := s.f.Commit(final); err != nil {
 			return fmt.Errorf("placing %s: %w", s.name, err)
 		}
 		o.placed = append(o.placed, final)
@@ -437,7 +425,10 @@ func (o *output) commit() error {
 }
 
 func (o *output) abort() {
-	for _, p := range append(o.temps, o.placed...) {
+	for _, f := range o.temps {
+		f.Abort() // nothing for the committed ones
+	}
+	for _, p := range o.placed {
 		os.Remove(p)
 	}
 	if o.created {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -22,7 +23,9 @@ type Layer struct {
 	tree *tree
 
 	// Digest is the sha256 (hex) of the blob file: its registry digest and
-	// its blob id in a merged bootstrap.
+	// its blob id in a merged bootstrap. It stays a hex string, the RAFS
+	// blob id's form, because rafsbuild does not import ggcr; callers make
+	// the OCI digest v1.Hash{Algorithm: "sha256", Hex: Digest}.
 	Digest string
 	Size   int64
 	// BlobMeta is nydusd's `<blob id>.blob.meta` for this blob (chunk info
@@ -226,9 +229,7 @@ func tarEntry(hdr *tar.Header, p string, opts *Options) (*Entry, error) {
 		}
 		x := []rafs.Xattr{{Name: name, Value: []byte(v)}}
 		if _, err := rafs.XattrAreaSize(x); err != nil {
-			if opts.Warn != nil {
-				opts.Warn(fmt.Sprintf("%s: skipping xattr: %v", hdr.Name, err))
-			}
+			logs.Or(opts.Logger).Warnf("%s: skipping xattr: %v", hdr.Name, err)
 			continue
 		}
 		e.Xattrs = append(e.Xattrs, x[0])

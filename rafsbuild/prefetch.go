@@ -5,11 +5,13 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/sirupsen/logrus"
 )
 
 // normalizePatterns cleans prefetch patterns and drops those an earlier
 // pattern covers (itself or a parent directory), as nydus-image does.
-func normalizePatterns(patterns []string, warn func(string)) ([]string, error) {
+func normalizePatterns(patterns []string, logger logrus.FieldLogger) ([]string, error) {
 	var out []string
 	for _, p := range patterns {
 		p = strings.TrimSpace(p)
@@ -28,9 +30,7 @@ func normalizePatterns(patterns []string, warn func(string)) ([]string, error) {
 			}
 		}
 		if covered {
-			if warn != nil {
-				warn(fmt.Sprintf("prefetch pattern %s is covered by an earlier pattern and omitted", p))
-			}
+			logger.Warnf("prefetch pattern %s is covered by an earlier pattern and omitted", p)
 			continue
 		}
 		out = append(out, p)

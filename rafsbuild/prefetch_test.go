@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
@@ -25,11 +28,17 @@ func TestPrefetchTable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var warnings []string
+	logger, hook := test.NewNullLogger()
 	out, _ := build(t, src, rafsbuild.Options{
 		PrefetchPatterns: []string{"/b", "/c/empty", "/a/x/", "/missing", "/a/x/1", "/a"},
-		Warn:             func(s string) { warnings = append(warnings, s) },
+		Logger:           logger,
 	})
+	var warnings []string
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			warnings = append(warnings, e.Message)
+		}
+	}
 	if len(warnings) != 1 || !strings.Contains(warnings[0], "/a/x/1 is covered") {
 		t.Errorf("warnings %q, want one about /a/x/1", warnings)
 	}

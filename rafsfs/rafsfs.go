@@ -14,24 +14,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
 
 	"github.com/nydus-go/nydusify/blobcache"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
 // Options configure Mount. The zero value mounts for root only, logs
 // nothing and caches entries and attributes for DefaultTimeout.
 type Options struct {
-	// Logger receives the cause of every EIO. Nil discards.
-	Logger *log.Logger
+	// Logger receives the cause of every EIO as a warning, and go-fuse's
+	// own messages. Nil discards (see internal/logs).
+	Logger logrus.FieldLogger
 	// AllowOther lets users other than the mounting one access the mount;
 	// the kernel then checks permissions (default_permissions).
 	AllowOther bool
@@ -52,7 +53,7 @@ const DefaultTimeout = time.Hour
 type fsys struct {
 	rd         *rafs.Reader
 	caches     []*blobcache.Cache
-	logger     *log.Logger
+	logger     logrus.FieldLogger
 	hideXattrs bool
 }
 
@@ -108,7 +109,7 @@ func Mount(mountpoint string, rd *rafs.Reader, caches []*blobcache.Cache, opts O
 		MaxWrite:     1 << 20,
 		AllowOther:   opts.AllowOther,
 		Debug:        opts.Debug,
-		Logger:       root.fsys.logger,
+		Logger:       logs.Std(root.fsys.logger),
 		MaxReadAhead: 1 << 20,
 	}
 	if opts.AllowOther {
@@ -120,7 +121,7 @@ func Mount(mountpoint string, rd *rafs.Reader, caches []*blobcache.Cache, opts O
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
 		NullPermissions: true,
-		Logger:          root.fsys.logger,
+		Logger:          logs.Std(root.fsys.logger),
 		RootStableAttr:  &fs.StableAttr{Mode: syscall.S_IFDIR, Ino: root.n.Nid},
 	})
 	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
@@ -145,16 +146,12 @@ func newRoot(rd *rafs.Reader, caches []*blobcache.Cache, opts Options) (*node, e
 	if err != nil {
 		return nil, fmt.Errorf("reading the root directory: %w", err)
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = log.New(io.Discard, "", 0)
-	}
-	return &node{fsys: &fsys{rd: rd, caches: caches, logger: logger, hideXattrs: opts.HideXattrs}, n: rn}, nil
+	return &node{fsys: &fsys{rd: rd, caches: caches, logger: logs.Or(opts.Logger), hideXattrs: opts.HideXattrs}, n: rn}, nil
 }
 
 // eio logs what failed and returns EIO.
 func (n *node) eio(op string, err error) syscall.Errno {
-	n.fsys.logger.Printf("rafsfs: %s of inode %d: %v", op, n.n.Nid, err)
+	n.fsys.logger.Warnf("rafsfs: %s of inode %d: %v", op, n.n.Nid, err)
 	return syscall.EIO
 }
 

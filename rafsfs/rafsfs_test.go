@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,11 +12,13 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/blobcache"
 	"github.com/nydus-go/nydusify/internal/fstree"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
 	"github.com/nydus-go/nydusify/rafs"
@@ -89,7 +90,7 @@ func (l *logBuffer) String() string {
 
 // mount opens one cache per blob in cacheDir over be and mounts the image;
 // everything is unmounted and closed in t.Cleanup, or by the returned func.
-func mount(t *testing.T, img *image, be backend.Backend, cacheDir string, logger *log.Logger) (string, func()) {
+func mount(t *testing.T, img *image, be backend.Backend, cacheDir string, logger logrus.FieldLogger) (string, func()) {
 	t.Helper()
 	var caches []*blobcache.Cache
 	rimg, err := rafs.NewImage(img.rd, nil)
@@ -145,8 +146,8 @@ func TestMountTree(t *testing.T) {
 	testenv.RequireFUSE(t)
 	img := buildImage(t, rafsbuild.Options{Compressor: rafs.CompressZstd, Digester: rafs.DigestBlake3})
 	cacheDir := t.TempDir()
-	logs := &logBuffer{}
-	logger := log.New(logs, "", 0)
+	logged := &logBuffer{}
+	logger := logs.New(logged)
 
 	first := &countingBackend{Backend: backend.NewLocalFS(img.out)}
 	mnt, unmount := mount(t, img, first, cacheDir, logger)
@@ -164,7 +165,7 @@ func TestMountTree(t *testing.T) {
 	if n, s := second.reads.Load(), second.sizes.Load(); n != 0 || s != 0 {
 		t.Errorf("the second mount made %d reads and %d size requests to the backend; want none", n, s)
 	}
-	if l := logs.String(); l != "" {
+	if l := logged.String(); l != "" {
 		t.Errorf("unexpected log output:\n%s", l)
 	}
 }
@@ -244,15 +245,15 @@ func TestCorruptChunk(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &logBuffer{}
-	mnt, _ := mount(t, img, backend.NewLocalFS(img.out), t.TempDir(), log.New(logs, "", 0))
+	logged := &logBuffer{}
+	mnt, _ := mount(t, img, backend.NewLocalFS(img.out), t.TempDir(), logs.New(logged))
 	for range 2 { // a failure is not cached: the second read fails the same way
 		_, err = os.ReadFile(filepath.Join(mnt, "data/random.bin"))
 		if !errors.Is(err, syscall.EIO) {
 			t.Fatalf("reading the corrupted file: %v; want EIO", err)
 		}
 	}
-	if l := logs.String(); !bytes.Contains([]byte(l), []byte("digest mismatch")) {
+	if l := logged.String(); !bytes.Contains([]byte(l), []byte("digest mismatch")) {
 		t.Errorf("the log does not name the digest mismatch:\n%s", l)
 	}
 	// The first chunk of the same file is intact and still readable.

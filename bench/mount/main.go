@@ -58,6 +58,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nydus-go/nydusify/converter"
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 	"github.com/nydus-go/nydusify/internal/treetar"
 )
 
@@ -883,21 +884,10 @@ func (d fileBlobs) Stat(_ context.Context, _ string, h v1.Hash) (int64, error) {
 
 // Put stores the blob; the registry checks its digest while it is read.
 func (d fileBlobs) Put(_ context.Context, _ string, h v1.Hash, rc io.ReadCloser) error {
-	f, err := os.CreateTemp(string(d), "upload-")
-	if err != nil {
+	return atomicfile.Write(d.path(h), 0o600, func(w io.Writer) error {
+		_, err := io.Copy(w, rc)
 		return err
-	}
-	_, err = io.Copy(f, rc)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), d.path(h))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	})
 }
 
 func printReport(w io.Writer, r *report) {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -51,19 +50,14 @@ left in the output directory.`,
 			if opts.Digester, err = rafs.ParseDigester(digester); err != nil {
 				return err
 			}
-			cs, err := strconv.ParseUint(chunkSize, 0, 32)
-			if err != nil {
-				return fmt.Errorf("invalid --chunk-size %q: %w", chunkSize, err)
+			if opts.ChunkSize, err = rafs.ParseChunkSize(chunkSize); err != nil {
+				return fmt.Errorf("--chunk-size: %w", err)
 			}
-			if cs == 0 {
-				return fmt.Errorf("invalid --chunk-size 0: must be a power of two from 0x1000 to 0x1000000")
-			}
-			opts.ChunkSize = uint32(cs)
 			opts.Workers = workers
 			if opts.PrefetchPatterns, err = prefetchPatterns(cmd.InOrStdin()); err != nil {
 				return err
 			}
-			opts.Warn = func(msg string) { logrus.Warn(msg) }
+			opts.Logger = logrus.StandardLogger()
 			view := newProgressView()
 			view.label = "reading file data:"
 			opts.Progress, opts.ProgressInterval = view.bytes, view.interval()

@@ -3,13 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 )
 
 func newCheckCmd() *cobra.Command {
@@ -52,9 +52,7 @@ Exit status 1 when any problem is found.`,
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
 			if opts.Mount {
 				// Causes of EIO through the mount go to the log as warnings.
-				logw := logrus.StandardLogger().WriterLevel(logrus.WarnLevel)
-				defer logw.Close()
-				opts.Logger = log.New(logw, "", 0)
+				opts.Logger = logrus.StandardLogger()
 			}
 			rep, err := checker.Check(cmd.Context(), opts)
 			if err != nil {
@@ -68,7 +66,7 @@ Exit status 1 when any problem is found.`,
 				if err != nil {
 					return err
 				}
-				if err := writeFileAtomic(jsonPath, append(data, '\n')); err != nil {
+				if err := atomicfile.WriteFile(jsonPath, append(data, '\n'), 0o644); err != nil {
 					return fmt.Errorf("writing --output-json: %w", err)
 				}
 			}

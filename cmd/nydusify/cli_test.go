@@ -153,7 +153,7 @@ func TestBadInput(t *testing.T) {
 		{"source is a file", filepath.Join(good, "f"), nil, "not a directory"},
 		{"chunk size not a power of two", good, []string{"--chunk-size", "0x3000"}, "invalid chunk size"},
 		{"chunk size too large", good, []string{"--chunk-size", "0x2000000"}, "invalid chunk size"},
-		{"chunk size garbage", good, []string{"--chunk-size", "big"}, "invalid --chunk-size"},
+		{"chunk size garbage", good, []string{"--chunk-size", "big"}, `--chunk-size: invalid chunk size "big"`},
 		{"fs version 5", good, []string{"--fs-version", "5"}, "only RAFS v6"},
 		{"unknown compressor", good, []string{"--compressor", "gzip"}, "unknown compressor"},
 		{"socket", withSocket, nil, "socket"},

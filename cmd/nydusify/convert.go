@@ -4,15 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/atomicfile"
 	"github.com/nydus-go/nydusify/rafs"
 )
 
@@ -48,11 +46,9 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 			if opts.Build.Compressor, err = rafs.ParseCompressor(compressor); err != nil {
 				return err
 			}
-			cs, err := strconv.ParseUint(chunkSize, 0, 32)
-			if err != nil || cs == 0 {
-				return fmt.Errorf("invalid --fs-chunk-size %q: want a power of two from 0x1000 to 0x1000000", chunkSize)
+			if opts.Build.ChunkSize, err = rafs.ParseChunkSize(chunkSize); err != nil {
+				return fmt.Errorf("--fs-chunk-size: %w", err)
 			}
-			opts.Build.ChunkSize = uint32(cs)
 			if opts.Build.PrefetchPatterns, err = prefetchPatterns(cmd.InOrStdin()); err != nil {
 				return err
 			}
@@ -65,7 +61,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 			opts.SourceRegistry.Retries, opts.TargetRegistry.Retries = retries, retries
 			opts.SourceRegistry.Jobs, opts.TargetRegistry.Jobs = opts.Concurrency, opts.Concurrency
 			view := newProgressView()
-			opts.Build.Warn = func(msg string) { logrus.Warn(msg) }
+			opts.Build.Logger = logrus.StandardLogger()
 			opts.Build.Progress, opts.Build.ProgressInterval = view.bytes, view.interval()
 			opts.Progress = view.event
 			rep, err := converter.Convert(cmd.Context(), opts)
@@ -79,7 +75,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 				if err != nil {
 					return err
 				}
-				if err := writeFileAtomic(outputJSON, append(data, '\n')); err != nil {
+				if err := atomicfile.WriteFile(outputJSON, append(data, '\n'), 0o644); err != nil {
 					return fmt.Errorf("writing --output-json: %w", err)
 				}
 			}
@@ -105,25 +101,4 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
 	return cmd
-}
-
-// writeFileAtomic writes data to a temp file beside path and renames it.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".nydusify-*.tmp")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

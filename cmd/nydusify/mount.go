@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
-	"os"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -72,70 +70,30 @@ SIGINT or SIGTERM, then unmounts.`,
 			if (opts.Bootstrap == "") == (opts.Target == "") {
 				return errors.New("give one of --target and --bootstrap")
 			}
-			opts.Config = imagemount.DefaultConfig()
-			if configPath != "" {
-				data, err := os.ReadFile(configPath)
-				if err != nil {
-					return err
-				}
-				cfg, notes, err := imagemount.ParseConfig(data)
-				if err != nil {
-					return fmt.Errorf("%s: %w", configPath, err)
-				}
-				for _, n := range notes {
-					logrus.Warnf("%s: %s", configPath, n)
-				}
-				opts.Config = cfg
-			}
-			if backendConfigFile != "" {
-				if fl.Changed("backend-config") {
-					return errors.New("give --backend-config or --backend-config-file, not both")
-				}
-				data, err := os.ReadFile(backendConfigFile)
-				if err != nil {
-					return err
-				}
-				backendConfig = string(data)
-			}
-			switch {
-			case backendConfig != "":
-				be, notes, err := imagemount.ParseBackendConfig(backendType, []byte(backendConfig))
-				if err != nil {
-					return fmt.Errorf("--backend-config: %w", err)
-				}
-				for _, n := range notes {
-					logrus.Warnf("--backend-config: %s", n)
-				}
-				opts.Config.Backend = be
-			case fl.Changed("backend-type"):
-				return errors.New("--backend-type needs --backend-config")
-			case opts.Bootstrap != "" && configPath == "":
-				return errors.New("--bootstrap needs a backend: --backend-type and --backend-config, or --config")
-			}
-			if fl.Changed("cache-dir") {
-				opts.Config.CacheDir = cacheDir
-			}
-			if fl.Changed("prefetch") {
-				opts.Config.Prefetch.Enable = prefetch
-			}
-			if fl.Changed("prefetch-workers") {
-				if prefetchWorkers < 1 {
-					return errors.New("--prefetch-workers must be at least 1")
-				}
-				opts.Config.Prefetch.Workers = prefetchWorkers
-			}
-			if fl.Changed("hide-xattrs") {
-				opts.Config.Xattrs = !hideXattrs
-			}
+			var notes []string
 			var err error
+			opts.Config, notes, err = imagemount.FlagConfig(imagemount.Flags{
+				ConfigFile:        configPath,
+				BackendType:       imagemount.Flag[string]{Value: backendType, Set: fl.Changed("backend-type")},
+				BackendConfig:     imagemount.Flag[string]{Value: backendConfig, Set: fl.Changed("backend-config")},
+				BackendConfigFile: backendConfigFile,
+				CacheDir:          imagemount.Flag[string]{Value: cacheDir, Set: fl.Changed("cache-dir")},
+				Prefetch:          imagemount.Flag[bool]{Value: prefetch, Set: fl.Changed("prefetch")},
+				PrefetchWorkers:   imagemount.Flag[int]{Value: prefetchWorkers, Set: fl.Changed("prefetch-workers")},
+				HideXattrs:        imagemount.Flag[bool]{Value: hideXattrs, Set: fl.Changed("hide-xattrs")},
+			}, opts.Bootstrap != "")
+			if err != nil {
+				return err
+			}
+			for _, n := range notes {
+				logrus.Warn(n)
+			}
 			if opts.Platform, err = imageref.ParsePlatform(platform); err != nil {
 				return err
 			}
 			opts.Registry.PlainHTTP = plainHTTP
 			// Causes of EIO and failed fetches go to the log as warnings.
-			logw := logrus.StandardLogger().WriterLevel(logrus.WarnLevel)
-			defer logw.Close()
-			opts.Logger = log.New(logw, "", 0)
+			opts.Logger = logrus.StandardLogger()
 
 			m, err := imagemount.Start(ctx, opts)
 			if err != nil {

@@ -15,7 +15,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/nydus-go/nydusify/internal/verify"
 )
@@ -58,7 +57,7 @@ func OpenVerified(fsys fs.FS, name string, desc v1.Descriptor) (io.ReadCloser, e
 	if err != nil {
 		return nil, fmt.Errorf("opening blob %s: %w", desc.Digest, err)
 	}
-	return verify.ReadCloser(f, desc.Size, digest.Digest(desc.Digest.String()))
+	return verify.ReadCloser(f, desc.Size, desc.Digest)
 }
 
 // ReadBlob reads a small blob (manifest, index, config) stored at name and verifies it
