@@ -14,8 +14,8 @@ import (
 	"github.com/nydus-go/nydusify/extract"
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/testenv"
-	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
