@@ -244,6 +244,10 @@ func (p *Process) Next(ctx context.Context) (Event, error) {
 // Later calls, and calls after Kill, return the first result.
 func (p *Process) Stop() error {
 	p.stopOnce.Do(func() {
+		if p.Exited() {
+			p.stopErr = errors.Join(fmt.Errorf("nydusify mount had exited before the stop (%v)%s", p.exitErr, p.stderrTail()), p.kill())
+			return
+		}
 		if err := p.cmd.Process.Signal(p.opts.StopSignal); err != nil {
 			p.stopErr = errors.Join(fmt.Errorf("signalling nydusify mount: %w", err), p.kill())
 			return

@@ -65,7 +65,8 @@ func Adopt(t testing.TB, dir string, unmount func() error) *mountcheck.Mount {
 }
 
 // StartProcess is mountcheck.StartProcess; a process still running when the
-// test ends is stopped, and a failed stop fails the test.
+// test ends is stopped, and a failed stop, or a mount left by a process that
+// exited on its own, fails the test.
 func StartProcess(t testing.TB, bin, mountPath string, args []string, opts mountcheck.ProcessOptions) *mountcheck.Process {
 	t.Helper()
 	testenv.RequireFUSE(t)
@@ -78,6 +79,12 @@ func StartProcess(t testing.TB, bin, mountPath string, args []string, opts mount
 			if err := p.Stop(); err != nil {
 				t.Errorf("stopping nydusify mount at the end of the test: %v", err)
 			}
+			return
+		}
+		// Stopped by the test, or exited on its own: nothing may be left.
+		if mounted, err := mountcheck.Mounted(mountPath); err != nil || mounted {
+			p.Kill()
+			t.Errorf("nydusify mount exited, leaving %s mounted (%v)", mountPath, err)
 		}
 	})
 	return p
