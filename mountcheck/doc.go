@@ -34,6 +34,6 @@
 // checker and the benchmarks. It never imports checker, converter or cmd.
 // Mounting needs root (mount(2) is called directly, without fusermount);
 // without it, and without /dev/fuse or a kernel that can mount EROFS from a
-// regular file, the mounters return an error wrapping ErrUnsupported that
-// names the missing piece.
+// regular file, FUSE and EROFS return an error wrapping ErrUnsupported that
+// names the missing piece (a supervised child fails with its own message).
 package mountcheck

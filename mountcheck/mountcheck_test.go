@@ -322,3 +322,34 @@ func TestProcessFailures(t *testing.T) {
 	}
 	requireUnmounted(t, dir)
 }
+
+// TestProcessKilled: SIGKILL leaves a dead FUSE mount behind; a new child
+// on it is refused as stale unless AllowMounted, and Kill detaches it.
+func TestProcessKilled(t *testing.T) {
+	testenv.RequireFUSE(t)
+	img := build(t)
+	bin := nydusify(t)
+	dir := t.TempDir()
+	args := []string{"--bootstrap", img.boot(), "--backend-type", "localfs", "--backend-config", fmt.Sprintf(`{"dir":%q}`, img.out)}
+	p, err := mountcheck.StartProcess(t.Context(), bin, dir, args, mountcheck.ProcessOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err == nil {
+		t.Error("Wait after SIGKILL: no error")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, syscall.ENOTCONN) {
+		t.Errorf("stat of the dead mount: %v, want ENOTCONN", err)
+	}
+	if _, err := mountcheck.StartProcess(t.Context(), bin, dir, args, mountcheck.ProcessOptions{}); !errors.Is(err, mountcheck.ErrStale) {
+		t.Errorf("starting on the dead mount: %v, want ErrStale", err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	requireUnmounted(t, dir)
+}

@@ -33,6 +33,10 @@ type ProcessOptions struct {
 	// StopTimeout bounds the wait for the child to exit after StopSignal,
 	// after which it is killed; 0 means 30 seconds.
 	StopTimeout time.Duration
+	// AllowMounted starts the child on a mount point the mount table
+	// already lists (a dead mount the child is expected to replace);
+	// otherwise that is refused with ErrStale.
+	AllowMounted bool
 }
 
 // Event is one JSON line of `nydusify mount --json`: {"event": NAME, ...}.
@@ -76,8 +80,10 @@ type Process struct {
 // it is killed, a mount it left is detached, and the error carries the tail
 // of its stderr.
 func StartProcess(ctx context.Context, bin, mountPath string, args []string, opts ProcessOptions) (*Process, error) {
-	if err := refuseMounted(mountPath); err != nil {
-		return nil, err
+	if !opts.AllowMounted {
+		if err := refuseMounted(mountPath); err != nil {
+			return nil, err
+		}
 	}
 	if opts.StopSignal == nil {
 		opts.StopSignal = syscall.SIGTERM
@@ -285,6 +291,18 @@ func (p *Process) kill() error {
 	// not connected"): expected here, so only a failed detach is an error.
 	_, err := detachStale(p.dir)
 	return err
+}
+
+// Signal sends sig to the child and nothing more: to see what it does
+// with a signal, or to leave a dead mount behind with SIGKILL. Stop or Kill
+// is still needed afterwards, or Wait when the child is to exit by itself.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Wait waits for the child to exit and returns its exit status; it does not
+// look at the mount table.
+func (p *Process) Wait() error {
+	<-p.exited
+	return p.exitErr
 }
 
 // Exited reports whether the child has exited.
