@@ -17,15 +17,13 @@ import (
 
 	"github.com/nydus-go/nydusify/imagemount"
 	"github.com/nydus-go/nydusify/internal/xattr"
+	"github.com/nydus-go/nydusify/mountcheck"
 )
 
 // checkMountable says why Options.Mount cannot work in this process, if it
 // cannot: rafsfs calls mount(2) itself.
 func checkMountable() error {
-	if uid := os.Geteuid(); uid != 0 {
-		return fmt.Errorf("--mount needs root and /dev/fuse: running as uid %d", uid)
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
+	if err := mountcheck.FUSEAvailable(); err != nil {
 		return fmt.Errorf("--mount needs root and /dev/fuse: %w", err)
 	}
 	return nil
@@ -35,8 +33,9 @@ func checkMountable() error {
 // work/mnt, its chunks fetched from the blobs loadBootstrap downloaded into
 // work (files named by blob id) and cached in work/cache, describes the
 // mounted tree with walkMounted, and unmounts before returning, whatever
-// happened. The error is for failures to mount, unmount or finish the walk;
-// what cannot be read through the mount goes into unreadable.
+// happened (a mount left behind is an error). The error is for failures to
+// mount, unmount or finish the walk; what cannot be read through the mount
+// goes into unreadable.
 func readMounted(ctx context.Context, work string, logger logrus.FieldLogger) (_ map[string]*file, _ map[string]string, err error) {
 	mnt := filepath.Join(work, "mnt")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
@@ -45,14 +44,14 @@ func readMounted(ctx context.Context, work string, logger logrus.FieldLogger) (_
 	cfg := imagemount.DefaultConfig()
 	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: work}
 	cfg.CacheDir = filepath.Join(work, "cache")
-	m, err := imagemount.Start(ctx, imagemount.Options{
+	m, err := mountcheck.FUSE(ctx, imagemount.Options{
 		MountPath: mnt, Bootstrap: filepath.Join(work, bootstrapFile), Config: cfg, Logger: logger,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer func() { err = errors.Join(err, m.Close()) }()
-	return walkMounted(ctx, mnt)
+	return walkMounted(ctx, m.Dir())
 }
 
 // walkMounted describes every path below root, a mounted image, with

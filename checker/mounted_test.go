@@ -15,6 +15,7 @@ import (
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/testenv"
+	"github.com/nydus-go/nydusify/mountcheck"
 )
 
 // checkMounted is check with Mount set; it then asserts that nothing is
@@ -28,14 +29,8 @@ func checkMounted(t *testing.T, target, source string, logger logrus.FieldLogger
 	if err != nil {
 		t.Fatal(err)
 	}
-	mounts, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(mounts), "\n") {
-		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], work+"/") {
-			t.Errorf("left mounted: %s", line)
-		}
+	if left, err := mountcheck.MountsBelow(work); err != nil || len(left) != 0 {
+		t.Errorf("left mounted: %v (%v)", left, err)
 	}
 	if ents, err := os.ReadDir(work); err != nil || len(ents) != 0 {
 		t.Errorf("work directory %s: %v left (%v)", work, ents, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/nydus-go/nydusify/imagemount"
 	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/testenv"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -30,23 +31,14 @@ import (
 // cache, and unmounts it when the test ends. Causes of EIO go to logger.
 func mountTarget(t *testing.T, target string, logger logrus.FieldLogger) string {
 	t.Helper()
-	mnt := t.TempDir()
-	m, err := imagemount.Start(context.Background(), imagemount.Options{
-		MountPath: mnt, Target: target, Registry: registry.Options{PlainHTTP: true},
+	m := mounttest.FUSE(t, imagemount.Options{
+		Target: target, Registry: registry.Options{PlainHTTP: true},
 		Config: imagemount.DefaultConfig(), Logger: logger,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := m.Info().Backend; !strings.HasPrefix(b, "registry:") {
+	if b := m.Image().Info().Backend; !strings.HasPrefix(b, "registry:") {
 		t.Errorf("backend %s, want the target's registry", b)
 	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return mnt
+	return m.Dir()
 }
 
 // TestMountConvertedImage converts the three-layer source image into a real

@@ -1,4 +1,4 @@
-package imagemount
+package imagemount_test
 
 import (
 	"context"
@@ -14,9 +14,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nydus-go/nydusify/imagemount"
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/mountcheck"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
@@ -36,41 +39,16 @@ func build(t *testing.T) (src, out string) {
 	return src, out
 }
 
-func start(t *testing.T, opts Options) *Mount {
+// start mounts with mounttest.FUSE: unmounted when the test ends, and the
+// test fails if the mount is left behind.
+func start(t *testing.T, opts imagemount.Options) *imagemount.Mount {
 	t.Helper()
-	if opts.MountPath == "" {
-		opts.MountPath = t.TempDir()
-	}
-	m, err := Start(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Error(err)
-		}
-		requireUnmounted(t, opts.MountPath)
-	})
-	return m
-}
-
-func requireUnmounted(t *testing.T, dir string) {
-	t.Helper()
-	mounts, _ := os.ReadFile("/proc/self/mounts")
-	if strings.Contains(string(mounts), " "+dir+" ") {
-		t.Errorf("%s is still mounted", dir)
-	}
+	return mounttest.FUSE(t, opts).Image()
 }
 
 func requireSame(t *testing.T, want, got string) {
 	t.Helper()
-	diffs, err := treecmp.Compare(want, got, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range diffs {
-		t.Error(d)
-	}
+	mounttest.RequireSame(t, want, got, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
 }
 
 // TestPrefetchThenOffline prefetches every chunk in the background, checks
@@ -81,42 +59,42 @@ func TestPrefetchThenOffline(t *testing.T) {
 	testenv.RequireFUSE(t)
 	src, out := build(t)
 	cache := t.TempDir()
-	cfg := DefaultConfig()
-	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+	cfg := imagemount.DefaultConfig()
+	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: out}
 	cfg.CacheDir = cache
-	cfg.Prefetch = PrefetchConfig{Enable: true, Workers: 3, All: true}
-	mnt := t.TempDir()
-	m, err := Start(context.Background(), Options{MountPath: mnt, Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	cfg.Prefetch = imagemount.PrefetchConfig{Enable: true, Workers: 3, All: true}
+	mc, err := mountcheck.FUSE(context.Background(), imagemount.Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := mc.Image()
 	info := m.Info()
 	if info.Blobs != 1 || info.Inodes == 0 || info.Seconds <= 0 || info.CacheDir != cache || !strings.HasPrefix(info.Backend, "localfs:") {
 		t.Errorf("Info = %+v", info)
 	}
-	var res PrefetchResult
+	var res imagemount.PrefetchResult
 	select {
 	case res = <-m.Prefetched():
 	case <-time.After(time.Minute):
 		t.Fatal("prefetch did not finish within a minute")
 	}
-	referenced := m.caches[0].Blob().TableChunks()
+	referenced := m.TableChunks(0)
 	if res.Err != nil || res.Chunks != len(referenced) || res.Files != 0 {
 		t.Errorf("prefetch = %+v, want all %d chunks", res, len(referenced))
 	}
 	for _, i := range referenced {
-		if !m.caches[0].Ready(i) {
+		if !m.ChunkCached(0, i) {
 			t.Fatalf("chunk %d not cached after prefetch", i)
 		}
 	}
-	if err := m.Close(); err != nil {
+	// mountcheck's Close: imagemount's, then nothing may be left mounted.
+	if err := mc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	requireUnmounted(t, mnt)
 
 	cfg.Backend.Dir = t.TempDir() // no blobs: every read must come from the cache
 	cfg.Prefetch.Enable = false
-	m2 := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	m2 := start(t, imagemount.Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
 	requireSame(t, src, m2.Info().MountPath)
 }
 
@@ -137,10 +115,10 @@ func TestHideXattrs(t *testing.T) {
 		t.Fatal("the sample tree has no file with xattrs")
 	}
 	for _, show := range []bool{false, true} {
-		cfg := DefaultConfig()
-		cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+		cfg := imagemount.DefaultConfig()
+		cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: out}
 		cfg.Xattrs = show
-		m := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+		m := start(t, imagemount.Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
 		n, err := unix.Llistxattr(filepath.Join(m.Info().MountPath, withXattr), nil)
 		if show && (err != nil || n == 0) || !show && !errors.Is(err, unix.EOPNOTSUPP) {
 			t.Errorf("Xattrs %v: listxattr of %s = %d, %v; want xattrs, or EOPNOTSUPP when hidden", show, withXattr, n, err)
@@ -151,26 +129,26 @@ func TestHideXattrs(t *testing.T) {
 func TestStartErrors(t *testing.T) {
 	_, out := build(t)
 	boot := filepath.Join(out, "img.meta")
-	cfg := DefaultConfig()
-	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+	cfg := imagemount.DefaultConfig()
+	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: out}
 	for _, tc := range []struct {
-		opts Options
+		opts imagemount.Options
 		want string
 	}{
-		{Options{Bootstrap: boot, Config: cfg}, "no mount path"},
-		{Options{MountPath: t.TempDir(), Config: cfg}, "bootstrap file or a target"},
-		{Options{MountPath: t.TempDir(), Bootstrap: boot, Target: "x", Config: cfg}, "not both"},
-		{Options{MountPath: t.TempDir(), Bootstrap: boot}, "no backend"},
-		{Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "missing"), Config: cfg}, "opening bootstrap"},
-		{Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "img.meta.json"), Config: cfg}, "bootstrap"},
-		{Options{MountPath: t.TempDir(), Target: "oci:" + t.TempDir(), Config: cfg}, ""},
+		{imagemount.Options{Bootstrap: boot, Config: cfg}, "no mount path"},
+		{imagemount.Options{MountPath: t.TempDir(), Config: cfg}, "bootstrap file or a target"},
+		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: boot, Target: "x", Config: cfg}, "not both"},
+		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: boot}, "no backend"},
+		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "missing"), Config: cfg}, "opening bootstrap"},
+		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "img.meta.json"), Config: cfg}, "bootstrap"},
+		{imagemount.Options{MountPath: t.TempDir(), Target: "oci:" + t.TempDir(), Config: cfg}, ""},
 	} {
-		m, err := Start(context.Background(), tc.opts)
+		m, err := imagemount.Start(context.Background(), tc.opts)
 		if err == nil {
 			m.Close()
-			t.Errorf("Start(%+v) succeeded", tc.opts)
+			t.Errorf("imagemount.Start(%+v) succeeded", tc.opts)
 		} else if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Start(%+v) = %v, want %q", tc.opts, err, tc.want)
+			t.Errorf("imagemount.Start(%+v) = %v, want %q", tc.opts, err, tc.want)
 		}
 	}
 }
@@ -180,23 +158,23 @@ func TestStartErrors(t *testing.T) {
 func TestCloseBusy(t *testing.T) {
 	testenv.RequireFUSE(t)
 	_, out := build(t)
-	cfg := DefaultConfig()
-	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
-	mnt := t.TempDir()
-	m, err := Start(context.Background(), Options{MountPath: mnt, Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	cfg := imagemount.DefaultConfig()
+	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: out}
+	m, err := mountcheck.FUSE(context.Background(), imagemount.Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	held, err := os.Open(filepath.Join(mnt, "data"))
+	held, err := os.Open(filepath.Join(m.Dir(), "data"))
 	if err != nil {
 		m.Close()
 		t.Fatal(err)
 	}
 	defer held.Close()
+	// imagemount's Close must detach the busy mount: a mount left behind
+	// makes mountcheck's Close fail with ErrStale.
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	requireUnmounted(t, mnt)
 }
 
 // TestPrefetchTableFiles builds with the prefetch table naming one
@@ -212,21 +190,21 @@ func TestPrefetchTableFiles(t *testing.T) {
 		rafsbuild.Options{ChunkSize: 0x10000, PrefetchPatterns: []string{"/data"}}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.Backend = BackendConfig{Type: "localfs", Dir: out}
+	cfg := imagemount.DefaultConfig()
+	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: out}
 	cfg.Amplify = 0 // one chunk per request, so nothing outside /data comes along
-	cfg.Prefetch = PrefetchConfig{Enable: true, Workers: 2}
-	m := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	cfg.Prefetch = imagemount.PrefetchConfig{Enable: true, Workers: 2}
+	m := start(t, imagemount.Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
 	res := <-m.Prefetched()
 	if res.Err != nil || res.Files == 0 || res.Chunks == 0 {
 		t.Fatalf("prefetch = %+v", res)
 	}
 	inData := map[uint32]bool{}
-	err := m.rd.Walk(func(p string, n *rafs.Node) error {
+	err := m.Reader().Walk(func(p string, n *rafs.Node) error {
 		if !n.IsReg() {
 			return nil
 		}
-		addrs, err := m.rd.Chunks(n)
+		addrs, err := m.Reader().Chunks(n)
 		for _, a := range addrs {
 			if strings.HasPrefix(p, "/data/") {
 				inData[a.CIIndex] = true
@@ -237,10 +215,10 @@ func TestPrefetchTableFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	referenced := m.caches[0].Blob().TableChunks()
+	referenced := m.TableChunks(0)
 	for _, i := range referenced {
-		if m.caches[0].Ready(i) != inData[i] {
-			t.Errorf("chunk %d: cached %v, below /data %v", i, m.caches[0].Ready(i), inData[i])
+		if m.ChunkCached(0, i) != inData[i] {
+			t.Errorf("chunk %d: cached %v, below /data %v", i, m.ChunkCached(0, i), inData[i])
 		}
 	}
 	if len(inData) == len(referenced) {
@@ -262,21 +240,21 @@ func TestBackendTimeoutIsEIO(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	cfg := DefaultConfig()
-	cfg.Backend = BackendConfig{Type: "registry", Scheme: "http", Host: strings.TrimPrefix(srv.URL, "http://"),
+	cfg := imagemount.DefaultConfig()
+	cfg.Backend = imagemount.BackendConfig{Type: "registry", Scheme: "http", Host: strings.TrimPrefix(srv.URL, "http://"),
 		Repo: "hang", TimeoutSeconds: 1, Attempts: 1} // nydusd's retry_limit: 0
 	// The blob's chunk info was saved by an earlier mount over localfs,
 	// so opening the cache needs nothing from the hanging registry.
 	cfg.CacheDir = t.TempDir()
 	local := cfg
-	local.Backend = BackendConfig{Type: "localfs", Dir: out}
-	first := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: local})
+	local.Backend = imagemount.BackendConfig{Type: "localfs", Dir: out}
+	first := start(t, imagemount.Options{Bootstrap: filepath.Join(out, "img.meta"), Config: local})
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	m := start(t, Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
+	m := start(t, imagemount.Options{Bootstrap: filepath.Join(out, "img.meta"), Config: cfg})
 	var file string
-	m.rd.Walk(func(p string, n *rafs.Node) error {
+	m.Reader().Walk(func(p string, n *rafs.Node) error {
 		if file == "" && n.IsReg() && n.Inode.Size > 0 {
 			file = p
 		}

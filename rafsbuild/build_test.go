@@ -15,6 +15,7 @@ import (
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
@@ -76,17 +77,7 @@ func openImage(t testing.TB, out string) *extract.Image {
 
 func requireSame(t testing.TB, want, got string) {
 	t.Helper()
-	diffs, err := treecmp.Compare(want, got, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, d := range diffs {
-		if i == 20 {
-			t.Errorf("... %d differences in all", len(diffs))
-			break
-		}
-		t.Error(d)
-	}
+	mounttest.RequireSame(t, want, got, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
 }
 
 // TestRoundTrip builds the source tree with every compressor, digester and a
@@ -135,7 +126,7 @@ func TestKernelMount(t *testing.T) {
 				}
 				boot := filepath.Join(out, "image.meta")
 				testenv.FsckEROFS(t, boot, views)
-				mnt := testenv.MountEROFS(t, boot, views)
+				mnt := mounttest.EROFS(t, boot, views)
 				requireSame(t, src, mnt)
 				requireExtracted(t, src, testenv.FsckExtract(t, boot, views))
 			})
@@ -188,7 +179,7 @@ func TestKernelMountBig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mnt := testenv.MountEROFS(t, filepath.Join(out, "image.meta"), views)
+	mnt := mounttest.EROFS(t, filepath.Join(out, "image.meta"), views)
 	requireSame(t, src, mnt)
 }
 
@@ -272,7 +263,7 @@ func TestEmptyAndDataless(t *testing.T) {
 	requireSame(t, src, dst)
 	if os.Geteuid() == 0 {
 		testenv.RequireEROFS(t)
-		requireSame(t, src, testenv.MountEROFS(t, filepath.Join(out, "image.meta"), nil))
+		requireSame(t, src, mounttest.EROFS(t, filepath.Join(out, "image.meta"), nil))
 	}
 }
 

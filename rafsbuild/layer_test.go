@@ -16,6 +16,7 @@ import (
 
 	"github.com/nydus-go/nydusify/extract"
 	"github.com/nydus-go/nydusify/internal/testenv"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
@@ -185,7 +186,7 @@ func TestMergeOverlay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mnt := testenv.MountEROFS(t, boot, views)
+		mnt := mounttest.EROFS(t, boot, views)
 		if got := listTree(t, mnt); mapString(got) != mapString(want) {
 			t.Errorf("kernel sees:\n%s\nwant:\n%s", mapString(got), mapString(want))
 		}

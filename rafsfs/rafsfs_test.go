@@ -21,6 +21,7 @@ import (
 	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 	"github.com/nydus-go/nydusify/rafsfs"
@@ -89,10 +90,16 @@ func (l *logBuffer) String() string {
 }
 
 // mount opens one cache per blob in cacheDir over be and mounts the image;
-// everything is unmounted and closed in t.Cleanup, or by the returned func.
+// everything is unmounted and closed in t.Cleanup, or by the returned func,
+// and a mount left behind fails the test.
 func mount(t *testing.T, img *image, be backend.Backend, cacheDir string, logger logrus.FieldLogger) (string, func()) {
 	t.Helper()
 	var caches []*blobcache.Cache
+	closeCaches := func() {
+		for _, c := range caches {
+			c.Close()
+		}
+	}
 	rimg, err := rafs.NewImage(img.rd, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +107,7 @@ func mount(t *testing.T, img *image, be backend.Backend, cacheDir string, logger
 	for i := range img.rd.Blobs {
 		c, err := blobcache.Open(context.Background(), cacheDir, be, rimg, i, blobcache.Options{Logger: logger})
 		if err != nil {
+			closeCaches()
 			t.Fatal(err)
 		}
 		caches = append(caches, c)
@@ -107,36 +115,23 @@ func mount(t *testing.T, img *image, be backend.Backend, cacheDir string, logger
 	mnt := t.TempDir()
 	srv, err := rafsfs.Mount(mnt, img.rd, caches, rafsfs.Options{Logger: logger})
 	if err != nil {
+		closeCaches()
 		t.Fatal(err)
 	}
-	var once sync.Once
-	done := func() {
-		once.Do(func() {
-			if err := srv.Unmount(); err != nil {
-				t.Errorf("unmounting: %v", err)
-			}
-			for _, c := range caches {
-				c.Close()
-			}
-		})
+	m := mounttest.Adopt(t, mnt, func() error {
+		defer closeCaches()
+		return srv.Unmount()
+	})
+	return mnt, func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("unmounting: %v", err)
+		}
 	}
-	t.Cleanup(done)
-	return mnt, done
 }
 
 func compareTree(t *testing.T, want, got string) {
 	t.Helper()
-	diffs, err := treecmp.Compare(want, got, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, d := range diffs {
-		if i == 20 {
-			t.Errorf("... %d differences in all", len(diffs))
-			break
-		}
-		t.Error(d)
-	}
+	mounttest.RequireSame(t, want, got, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
 }
 
 // TestMountTree mounts an image over a localfs backend, compares the mount

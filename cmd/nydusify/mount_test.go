@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -22,6 +20,8 @@ import (
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
 	"github.com/nydus-go/nydusify/internal/treetar"
+	"github.com/nydus-go/nydusify/mountcheck"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
 
@@ -62,13 +62,7 @@ func TestMountCmd(t *testing.T) {
 		t.Fatalf("mount printed %q, want %q", line, want)
 	}
 	go io.Copy(io.Discard, pr)
-	diffs, err := treecmp.Compare(src, mnt, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
-	if err != nil {
-		t.Error(err)
-	}
-	for _, d := range diffs {
-		t.Error(d)
-	}
+	mounttest.RequireSame(t, src, mnt, cmpOpts)
 	cancel()
 	select {
 	case err := <-done:
@@ -78,73 +72,24 @@ func TestMountCmd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("mount did not return within 10s of cancellation")
 	}
-	mounts, _ := os.ReadFile("/proc/self/mounts")
-	if strings.Contains(string(mounts), " "+mnt+" ") {
-		t.Errorf("%s is still mounted", mnt)
+	if mounted, err := mountcheck.Mounted(mnt); err != nil || mounted {
+		t.Errorf("%s: mounted %v (%v) after the command returned", mnt, mounted, err)
 	}
 }
 
-// mountProc is a `nydusify mount --json` child process.
-type mountProc struct {
-	cmd    *exec.Cmd
-	events *bufio.Scanner
-	stderr *bytes.Buffer
-}
+// cmpOpts compares a mount with its source tree: a mount point's own mtime
+// and directory sizes are not the image's.
+var cmpOpts = treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true}
 
-// startMount runs the binary's mount command and waits for its ready event.
-func startMount(t *testing.T, args ...string) (*mountProc, map[string]any) {
+// stop stops the `nydusify mount --json` process (a clean exit, nothing
+// left mounted) and requires its last event to be "unmounted".
+func stop(t *testing.T, p *mountcheck.Process) {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"mount", "--json"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	if err := p.Stop(); err != nil {
+		t.Error(err)
 	}
-	p := &mountProc{cmd: cmd, events: bufio.NewScanner(stdout), stderr: &bytes.Buffer{}}
-	cmd.Stderr = p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	ev := p.next(t)
-	if ev["event"] != "ready" {
-		t.Fatalf("first event %v, want ready; stderr:\n%s", ev, p.stderr)
-	}
-	return p, ev
-}
-
-// next reads one JSON event line.
-func (p *mountProc) next(t *testing.T) map[string]any {
-	t.Helper()
-	if !p.events.Scan() {
-		p.cmd.Wait()
-		t.Fatalf("mount printed no further event; stderr:\n%s", p.stderr)
-	}
-	var ev map[string]any
-	if err := json.Unmarshal(p.events.Bytes(), &ev); err != nil {
-		t.Fatalf("event %q: %v", p.events.Bytes(), err)
-	}
-	return ev
-}
-
-// stop sends SIGINT, as a user's ^C, and requires the unmounted event, a
-// zero exit and the mount gone.
-func (p *mountProc) stop(t *testing.T, mnt string) {
-	t.Helper()
-	p.cmd.Process.Signal(os.Interrupt)
-	if ev := p.next(t); ev["event"] != "unmounted" {
-		t.Errorf("event after SIGINT %v, want unmounted", ev)
-	}
-	if err := p.cmd.Wait(); err != nil {
-		t.Errorf("mount exited with %v; stderr:\n%s", err, p.stderr)
-	}
-	mounts, _ := os.ReadFile("/proc/self/mounts")
-	if strings.Contains(string(mounts), " "+mnt+" ") {
-		t.Errorf("%s is still mounted", mnt)
+	if ev, err := p.Next(t.Context()); err != nil || ev.Name() != "unmounted" {
+		t.Errorf("event after the stop signal: %v (%v), want unmounted", ev, err)
 	}
 }
 
@@ -174,22 +119,17 @@ func TestMountRegistryTarget(t *testing.T) {
 	}
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o755)
-	p, ready := startMount(t, "--target", target, "--plain-http", "--mount-path", mnt, "--prefetch", "--prefetch-workers", "2")
-	if ready["mount_path"] != mnt || ready["blobs"] != 1.0 || !strings.HasPrefix(ready["backend"].(string), "registry:"+host) {
+	p := mounttest.StartProcess(t, binary, mnt, []string{"--target", target, "--plain-http", "--prefetch", "--prefetch-workers", "2"},
+		mountcheck.ProcessOptions{JSON: true})
+	if ready := p.Ready(); ready["mount_path"] != mnt || ready["blobs"] != 1.0 || !strings.HasPrefix(ready["backend"].(string), "registry:"+host) {
 		t.Errorf("ready event %v", ready)
 	}
-	diffs, err := treecmp.Compare(src, mnt, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
-	if err != nil {
-		t.Error(err)
-	}
-	for _, d := range diffs {
-		t.Error(d)
-	}
+	mounttest.RequireSame(t, src, mnt, cmpOpts)
 	// convert writes the prefetch table [root], so prefetch walks every file.
-	if ev := p.next(t); ev["event"] != "prefetched" || ev["error"] != nil || ev["files"].(float64) < 100 || ev["chunks"].(float64) == 0 {
-		t.Errorf("event %v, want prefetched of every file without error", ev)
+	if ev, err := p.Next(t.Context()); err != nil || ev.Name() != "prefetched" || ev["error"] != nil || ev["files"].(float64) < 100 || ev["chunks"].(float64) == 0 {
+		t.Errorf("event %v (%v), want prefetched of every file without error", ev, err)
 	}
-	p.stop(t, mnt)
+	stop(t, p)
 }
 
 // TestMountConfig mounts with a nydusd JSON configuration (localfs backend,
@@ -211,20 +151,17 @@ func TestMountConfig(t *testing.T) {
 	  "cache": {"type": "blobcache", "config": {"work_dir": %q}}},
 	  "mode": "direct", "digest_validate": true, "enable_xattr": true, "iostats_files": true}`, out, cache)
 	os.WriteFile(cfg, []byte(conf), 0o644)
-	p, ready := startMount(t, "--config", cfg, "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt)
-	if ready["cache_dir"] != cache {
+	// Stopped with SIGINT, as a user's ^C (the registry test uses SIGTERM).
+	var logged bytes.Buffer
+	p := mounttest.StartProcess(t, binary, mnt, []string{"--config", cfg, "--bootstrap", filepath.Join(out, "img.meta")},
+		mountcheck.ProcessOptions{JSON: true, Log: &logged, StopSignal: os.Interrupt})
+	if ready := p.Ready(); ready["cache_dir"] != cache {
 		t.Errorf("ready event %v, want cache %s", ready, cache)
 	}
-	diffs, err := treecmp.Compare(src, mnt, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
-	if err != nil {
-		t.Error(err)
-	}
-	for _, d := range diffs {
-		t.Error(d)
-	}
-	p.stop(t, mnt)
-	if !strings.Contains(p.stderr.String(), "iostats_files: not supported, ignored") {
-		t.Errorf("no note about the ignored key; stderr:\n%s", p.stderr)
+	mounttest.RequireSame(t, src, mnt, cmpOpts)
+	stop(t, p)
+	if !strings.Contains(logged.String(), "iostats_files: not supported, ignored") {
+		t.Errorf("no note about the ignored key; output:\n%s", logged.String())
 	}
 	if _, err := os.Stat(filepath.Join(cache)); err != nil {
 		t.Errorf("the work_dir cache was not kept: %v", err)

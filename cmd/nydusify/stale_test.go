@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,7 +11,8 @@ import (
 
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/testenv"
-	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/mountcheck"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 )
 
 // TestMountAfterKill: a mount process killed with SIGKILL leaves a dead
@@ -28,25 +30,19 @@ func TestMountAfterKill(t *testing.T) {
 	}
 	os.Mkdir(mnt, 0o755)
 	args := []string{"--bootstrap", filepath.Join(out, "img.meta"), "--backend-type", "localfs",
-		"--backend-config", `{"dir":"` + out + `"}`, "--mount-path", mnt}
-	p, _ := startMount(t, args...)
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+		"--backend-config", `{"dir":"` + out + `"}`}
+	p := mounttest.StartProcess(t, binary, mnt, args, mountcheck.ProcessOptions{JSON: true})
+	p.Signal(syscall.SIGKILL)
+	p.Wait()
 	if _, err := os.Stat(mnt); !errors.Is(err, syscall.ENOTCONN) {
 		t.Fatalf("after SIGKILL, stat %s = %v; want ENOTCONN (a dead FUSE mount)", mnt, err)
 	}
 
-	p2, _ := startMount(t, args...)
-	if !strings.Contains(p2.stderr.String(), "dead FUSE mount") {
-		t.Errorf("second mount did not say it detached the dead one; stderr:\n%s", p2.stderr)
+	var logged bytes.Buffer
+	p2 := mounttest.StartProcess(t, binary, mnt, args, mountcheck.ProcessOptions{JSON: true, Log: &logged, AllowMounted: true})
+	mounttest.RequireSame(t, src, mnt, cmpOpts)
+	stop(t, p2)
+	if !strings.Contains(logged.String(), "dead FUSE mount") {
+		t.Errorf("second mount did not say it detached the dead one; its output:\n%s", logged.String())
 	}
-	diffs, err := treecmp.Compare(src, mnt, treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range diffs {
-		t.Error(d)
-	}
-	p2.stop(t, mnt)
 }

@@ -1,25 +1,24 @@
-// Package testenv gives tests access to the real kernel and tools that check
-// RAFS v6 (EROFS) images: a kernel EROFS mount of an image file and its blob
-// devices, and erofs-utils' fsck.erofs with and without extraction.
+// Package testenv gives tests access to the real tools and servers that
+// check our images: erofs-utils' fsck.erofs with and without extraction,
+// Debian's docker-registry, and the checks that say whether this machine can
+// mount at all (root, /dev/fuse, erofs in the kernel). Mounting an image and
+// comparing the mount is mountcheck's job (mountcheck/mounttest in tests).
 //
-// Each helper takes a testing.TB, fails the test with the tool's own output
-// (and the kernel log for a failed mount), and cleans up after itself through
-// t.Cleanup. A helper skips the test, naming the missing piece, only when the
-// piece is truly absent: not root, a kernel without erofs, fsck.erofs not
-// installed. It imports only the standard library and golang.org/x/sys/unix.
+// Each helper takes a testing.TB, fails the test with the tool's own output,
+// and cleans up after itself through t.Cleanup. A helper skips the test,
+// naming the missing piece, only when the piece is truly absent: not root, a
+// kernel without erofs, fsck.erofs not installed. It imports only the
+// standard library.
 package testenv
 
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // RequireRoot skips the test unless it runs with euid 0.
@@ -68,82 +67,6 @@ func kernelHasEROFS() (bool, error) {
 		}
 	}
 	return false, sc.Err()
-}
-
-// MountEROFS mounts image read-only with the kernel's erofs driver and
-// returns the mount point, a fresh directory under t.TempDir(). devices are
-// the image's extra devices (the blobs of a chunked image) in device-table
-// order. The image and every device must be regular files: the mount is
-// file-backed (no loop devices), and the kernel refuses to mix files and block
-// devices. Paths are made absolute before they reach mount(2).
-//
-// It skips the test unless running as root on a kernel with erofs, and fails
-// it with the mount error and the tail of the kernel log if the mount fails.
-// A cleanup unmounts (lazily, with MNT_DETACH, if a plain unmount fails)
-// before the mount point is removed.
-func MountEROFS(t testing.TB, image string, devices []string) string {
-	t.Helper()
-	RequireEROFS(t)
-	src := absRegular(t, image)
-	var opts []string
-	for _, d := range devices {
-		p := absRegular(t, d)
-		if strings.Contains(p, ",") {
-			t.Fatalf("mounting erofs %s: device path %q contains a comma, which mount options cannot carry", src, p)
-		}
-		opts = append(opts, "device="+p)
-	}
-	data := strings.Join(opts, ",")
-	mnt := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatalf("creating mount point: %v", err)
-	}
-	if err := unix.Mount(src, mnt, "erofs", unix.MS_RDONLY, data); err != nil {
-		if errors.Is(err, unix.ENOTBLK) {
-			t.Skipf("kernel erofs cannot mount regular files (needs CONFIG_EROFS_FS_BACKED_BY_FILE): mount %s: %v", src, err)
-		}
-		t.Fatalf("mounting erofs %s on %s with %q: %v\nkernel log tail:\n%s", src, mnt, data, err, dmesgTail(20))
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(mnt, 0); err == nil {
-			return
-		} else if derr := unix.Unmount(mnt, unix.MNT_DETACH); derr != nil {
-			t.Errorf("unmounting %s: %v; lazy unmount: %v", mnt, err, derr)
-		}
-	})
-	return mnt
-}
-
-// absRegular returns path made absolute, failing the test unless it names a
-// regular file.
-func absRegular(t testing.TB, path string) string {
-	t.Helper()
-	p, err := filepath.Abs(path)
-	if err != nil {
-		t.Fatalf("resolving %s: %v", path, err)
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatalf("checking erofs image or device: %v", err)
-	}
-	if !fi.Mode().IsRegular() {
-		t.Fatalf("erofs image or device %s is %v, not a regular file", p, fi.Mode().Type())
-	}
-	return p
-}
-
-// dmesgTail returns the last n lines of the kernel log, or why it could not
-// be read.
-func dmesgTail(n int) string {
-	out, err := exec.Command("dmesg").Output()
-	if err != nil {
-		return "(dmesg: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // FsckEROFS runs fsck.erofs on image with one --device per entry of devices

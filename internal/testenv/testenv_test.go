@@ -15,6 +15,7 @@ import (
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
+	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 )
 
 // source writes an fstree tree that erofs-utils 1.5 can pack. Its
@@ -65,17 +66,6 @@ func mkfs(t *testing.T, args ...string) {
 	}
 }
 
-func compare(t *testing.T, want, got string, opts treecmp.Options) {
-	t.Helper()
-	diffs, err := treecmp.Compare(want, got, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range diffs {
-		t.Errorf("%v", d)
-	}
-}
-
 func TestMountEROFS(t *testing.T) {
 	testenv.RequireEROFS(t)
 	for _, tc := range []struct {
@@ -89,13 +79,13 @@ func TestMountEROFS(t *testing.T) {
 			src := source(t, tc.opts)
 			img := filepath.Join(t.TempDir(), "plain.img")
 			mkfs(t, img, src)
-			mnt := testenv.MountEROFS(t, img, nil)
+			mnt := mounttest.EROFS(t, img, nil)
 			// Everything else survives mkfs.erofs and the kernel: modes
 			// with setuid/setgid/sticky, 32-bit uids and gids, device
 			// numbers, user/trusted/security xattrs (also on symlinks),
 			// hardlink groups and nanosecond mtimes, the root's included.
 			// Only directory sizes differ (EROFS reports dirent bytes).
-			compare(t, src, mnt, treecmp.Options{IgnoreDirSize: true})
+			mounttest.RequireSame(t, src, mnt, treecmp.Options{IgnoreDirSize: true})
 		})
 	}
 }
@@ -106,10 +96,10 @@ func TestMountEROFSWithBlobDevice(t *testing.T) {
 	dir := t.TempDir()
 	meta, blob := filepath.Join(dir, "meta.img"), filepath.Join(dir, "blob.img")
 	mkfs(t, "--chunksize=4096", "--blobdev="+blob, meta, src)
-	// Relative device paths must work too: MountEROFS makes them absolute.
+	// Relative device paths must work too: mountcheck makes them absolute.
 	t.Chdir(dir)
-	mnt := testenv.MountEROFS(t, meta, []string{"blob.img"})
-	compare(t, src, mnt, treecmp.Options{IgnoreDirSize: true})
+	mnt := mounttest.EROFS(t, meta, []string{"blob.img"})
+	mounttest.RequireSame(t, src, mnt, treecmp.Options{IgnoreDirSize: true})
 	testenv.FsckEROFS(t, meta, []string{blob})
 }
 
@@ -176,35 +166,6 @@ func TestFsckEROFSFailsOnCorruption(t *testing.T) {
 	ft = run(t, func(tb testing.TB) { testenv.FsckEROFS(tb, filepath.Join(src, "f"), nil) })
 	if !ft.failed {
 		t.Errorf("FsckEROFS on a non-image did not fail; messages:\n%s", ft.msg())
-	}
-}
-
-func TestMountEROFSFailure(t *testing.T) {
-	testenv.RequireEROFS(t)
-	garbage := filepath.Join(t.TempDir(), "garbage.img")
-	if err := os.WriteFile(garbage, make([]byte, 8192), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ft := run(t, func(tb testing.TB) { testenv.MountEROFS(tb, garbage, nil) })
-	if !ft.failed || !strings.Contains(ft.msg(), "kernel log tail") {
-		t.Errorf("MountEROFS on zeros: failed=%v, messages:\n%s", ft.failed, ft.msg())
-	}
-
-	// A device that is not a regular file is refused before mount(2).
-	// (Leaving the device out is not an error the kernel reports: a
-	// chunked image mounted without device= mounts in "flat device" mode
-	// and reads its chunks from the image itself, returning wrong bytes
-	// or EIO.)
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "f"), make([]byte, 10000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	meta := filepath.Join(dir, "meta.img")
-	mkfs(t, "--chunksize=4096", "--blobdev="+filepath.Join(dir, "blob.img"), meta, src)
-	ft = run(t, func(tb testing.TB) { testenv.MountEROFS(tb, meta, []string{dir}) })
-	if !ft.failed || !strings.Contains(ft.msg(), "not a regular file") {
-		t.Errorf("MountEROFS with a directory as device: failed=%v, messages:\n%s", ft.failed, ft.msg())
 	}
 }
 
