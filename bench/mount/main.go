@@ -58,6 +58,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nydus-go/nydusify/converter"
+	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treetar"
 )
 
@@ -105,7 +106,8 @@ type report struct {
 func main() {
 	runs := flag.Int("runs", 3, "mount-time runs (best reported); when given, also the runs of every walk and read case")
 	entries := flag.Int("entries", 100000, "entries (files and directories) of the generated tree for the mount-time case")
-	tree := flag.String("tree", runtime.GOROOT(), "directory read fully through the mount")
+	goroot, _ := testenv.GoRoot() // without a go command, -tree must be given
+	tree := flag.String("tree", goroot, "directory read fully through the mount")
 	jsonOut := flag.Bool("json", false, "print the results as JSON")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
 	flag.Parse()
