@@ -1,7 +1,7 @@
 // Package packer turns the output of a Nydus build into an image and publishes it. It
 // consumes data blob files and a merged RAFS bootstrap on disk, wraps them as layers (blobs
 // stored as they are, the bootstrap as a gzip tar under image/), rewrites the source image's
-// config and manifest the way nydus-snapshotter does (nydus-ecosystem.md §2.1–2.6), and
+// config and manifest the way nydus-snapshotter does (docs/nydus-image-layout.md), and
 // writes the result, blobs first and manifests last, to a registry or an OCI layout.
 //
 // Layers are streamed from their files on every read and never held in memory. packer
@@ -11,10 +11,10 @@ package packer
 import "github.com/google/go-containerregistry/pkg/v1/types"
 
 // MediaTypeNydusBlob is the media type of a data blob layer, in OCI and docker manifests
-// alike (nydus-ecosystem.md §2.1).
+// alike (docs/nydus-image-layout.md §1).
 const MediaTypeNydusBlob types.MediaType = "application/vnd.oci.image.layer.nydus.blob.v1"
 
-// Annotation keys and values written by packer (nydus-ecosystem.md §2.2).
+// Annotation keys and values written by packer (docs/nydus-image-layout.md §2).
 const (
 	// AnnotationNydusBlob marks a data blob layer ("true").
 	AnnotationNydusBlob = "containerd.io/snapshot/nydus-blob"

@@ -9,7 +9,7 @@
 // WriteBlobView, which expands a blob into the uncompressed address space the
 // kernel reads as an EROFS device.
 //
-// Byte layouts and section numbers (§) refer to ../shared/docs/rafs-format.md,
+// Byte layouts and section numbers (§) refer to docs/rafs-format.md,
 // which records upstream Nydus v2.4 behaviour. This package imports hashing and
 // compression libraries only: no network, no OCI, no FUSE. Every length or count
 // read from untrusted bytes is checked before use; malformed input yields an
