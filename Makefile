@@ -1,7 +1,7 @@
-# Build and check targets. CI (.ci/run) runs `make fmt-check vet test`.
+# Build and check targets. CI (.ci/run) runs `make fmt-check vet tidy-check lint test race`.
 GO ?= go
 
-.PHONY: build test fmt-check vet demo fuzz bench bench-mount
+.PHONY: build test fmt-check vet tidy-check lint lint-tool race demo fuzz bench bench-mount
 
 # CGO_ENABLED=0: net and os/user would otherwise link libc dynamically; the
 # binary is meant to be one static file (TestStaticBinary checks it).
@@ -23,6 +23,27 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# go.mod and go.sum are exactly what `go mod tidy` would write.
+tidy-check:
+	$(GO) mod tidy -diff
+
+# staticcheck at a pinned version, built by the go command on first use.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK = $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+lint:
+	$(STATICCHECK) ./...
+
+# Fetch and build staticcheck only (CI retries this network step on its own).
+lint-tool:
+	$(STATICCHECK) -version
+
+# The race detector on the packages that run goroutines: chunk cache, FUSE
+# mount, layer conversion pipeline, build workers, stream decoders, backends.
+# -short skips the one test that converts the whole Go tree.
+RACE_PKGS ?= ./blobcache ./imagemount ./rafsfs ./converter ./rafsbuild ./tarstream ./backend
+race:
+	$(GO) test -race -short -count=1 -timeout 20m $(RACE_PKGS)
 
 # The main job on a bundled sample tree: build, inspect, verify (see scripts/demo.sh).
 demo: build

@@ -28,6 +28,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treetar"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -70,8 +71,12 @@ func run(layer string, runs int) error {
 		}
 		defer os.RemoveAll(dir)
 		layer = filepath.Join(dir, "goroot.tar.gz")
-		fmt.Printf("making a layer from %s ...\n", runtime.GOROOT())
-		if err := treetar.WriteGzipFile(layer, runtime.GOROOT()); err != nil {
+		goroot, err := testenv.GoRoot()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("making a layer from %s ...\n", goroot)
+		if err := treetar.WriteGzipFile(layer, goroot); err != nil {
 			return err
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -477,7 +476,11 @@ func TestConvertRealistic(t *testing.T) {
 	testenv.RequireEROFS(t)
 	dir := t.TempDir()
 	layerPath := filepath.Join(dir, "goroot.tar.gz")
-	if err := treetar.WriteGzipFile(layerPath, runtime.GOROOT()); err != nil {
+	goroot, err := testenv.GoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := treetar.WriteGzipFile(layerPath, goroot); err != nil {
 		t.Fatal(err)
 	}
 	layer, err := tarball.LayerFromFile(layerPath, tarball.WithMediaType(types.OCILayer))

@@ -257,7 +257,7 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 			Meta:   cl.layer.BlobMeta,
 		})
 	}
-	img, err := packer.Image(pi, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work})
+	img, err := packer.Image(packer.Source{Image: pi.Image, Descriptor: pi.Descriptor}, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -51,18 +51,39 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 	for i := range pre {
 		pre[i] = &fetched{done: make(chan struct{})}
 	}
-	// A failed conversion cancels the downloads still running (cancel runs
-	// before the deferred Wait).
+	// The downloads are submitted by their own goroutine, which waits for a
+	// free slot, so conversion never blocks on submitting. On return the
+	// still-running downloads are cancelled, then the submitter is waited
+	// for before the group: once it has stopped no download can be added,
+	// so when convertLayers returns nothing is left writing into the work
+	// directory, which the caller removes.
 	pctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(pctx)
-	defer g.Wait()
-	defer cancel()
+	submitted := make(chan struct{})
+	defer func() {
+		cancel()
+		<-submitted
+		g.Wait()
+	}()
 	if remote {
-		g.SetLimit(c.opts.jobs())
+		slots := make(chan struct{}, c.opts.jobs())
 		go func() {
+			defer close(submitted)
 			for i, l := range layers {
+				// Layers never submitted are never waited for: the group
+				// is cancelled only by a failed download of an earlier
+				// layer, or by convertLayers returning.
+				select {
+				case slots <- struct{}{}:
+				case <-gctx.Done():
+					return
+				}
+				if gctx.Err() != nil { // both were ready; select chose at random
+					return
+				}
 				f := pre[i]
 				g.Go(func() error {
+					defer func() { <-slots }()
 					defer close(f.done)
 					start := time.Now()
 					f.path, f.err = c.spill(gctx, l)
@@ -72,6 +93,7 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 			}
 		}()
 	} else {
+		close(submitted)
 		for _, f := range pre {
 			close(f.done)
 		}

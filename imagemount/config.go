@@ -10,7 +10,7 @@ import (
 )
 
 // Config is what a mount takes from nydusd's v1 JSON configuration
-// (../shared/docs/nydusd-config.md); DefaultConfig gives the values used
+// (docs/nydusd-config.md); DefaultConfig gives the values used
 // when no file is given.
 type Config struct {
 	Backend BackendConfig

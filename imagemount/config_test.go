@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// docExample is the configuration nydusd-config.md shows, as users have it.
+// docExample is the configuration docs/nydusd-config.md shows, as users have it.
 const docExample = `{
   "device": {
     "backend": {"type": "localfs", "config": {"dir": "image-store"}},

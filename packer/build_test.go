@@ -11,7 +11,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/internal/verify"
 )
 
@@ -111,7 +110,7 @@ func TestImageErrors(t *testing.T) {
 	work := t.TempDir()
 	for _, tc := range []struct {
 		name    string
-		src     imageref.PlatformImage
+		src     Source
 		build   Build
 		wantErr string
 	}{

@@ -3,7 +3,7 @@
 // digest, size and blob.meta, and the merged RAFS bootstrap as bytes), wraps the blobs as
 // layers stored as they are and the bootstrap with the blob.meta files as a gzip tar under
 // image/, and rewrites the source image's config and manifest the way nydus-snapshotter
-// does (nydus-ecosystem.md §2.1–2.6). [Combine] puts several platform images into an index.
+// does (docs/nydus-image-layout.md). [Combine] puts several platform images into an index.
 //
 // The result is a ggcr v1.Image or v1.ImageIndex, which the caller hands to a place
 // (registry, layout) to publish. Blob files are streamed, and verified against the
@@ -14,10 +14,10 @@ package packer
 import "github.com/google/go-containerregistry/pkg/v1/types"
 
 // MediaTypeNydusBlob is the media type of a data blob layer, in OCI and docker manifests
-// alike (nydus-ecosystem.md §2.1).
+// alike (docs/nydus-image-layout.md §1).
 const MediaTypeNydusBlob types.MediaType = "application/vnd.oci.image.layer.nydus.blob.v1"
 
-// Annotation keys and values written by packer (nydus-ecosystem.md §2.2).
+// Annotation keys and values written by packer (docs/nydus-image-layout.md §2).
 const (
 	// AnnotationNydusBlob marks a data blob layer ("true").
 	AnnotationNydusBlob = "containerd.io/snapshot/nydus-blob"

@@ -10,8 +10,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-
-	"github.com/nydus-go/nydusify/imageref"
 )
 
 // History entry appended to the config for the bootstrap layer, as nydus-snapshotter writes it.
@@ -49,6 +47,14 @@ type Options struct {
 	WorkDir string
 }
 
+// Source is the source image of one platform as the converter resolved it:
+// the image, and its manifest's descriptor (media type, digest, size, and
+// the platform and annotations an index lists it with).
+type Source struct {
+	Image      v1.Image
+	Descriptor v1.Descriptor
+}
+
 // Image gives one platform image's build the shape of a Nydus image, and computes it now
 // (nothing is left lazy but layer reads):
 //
@@ -67,9 +73,9 @@ type Options struct {
 //   - manifest: the source's media type, with annotations [AnnotationSourceDigest] (the
 //     source manifest digest), [AnnotationSourceReference] and [AnnotationFSVersion].
 //
-// src is one of [imageref.Source.Images]: its Descriptor gives the source manifest's media
+// src is the source image of one platform: its Descriptor gives the source manifest's media
 // type and digest, which must be OCI or docker schema 2.
-func Image(src imageref.PlatformImage, build Build, opts Options) (v1.Image, error) {
+func Image(src Source, build Build, opts Options) (v1.Image, error) {
 	if err := checkManifestType(src.Descriptor.MediaType); err != nil {
 		return nil, err
 	}
@@ -94,7 +100,7 @@ func Image(src imageref.PlatformImage, build Build, opts Options) (v1.Image, err
 
 // assemble builds the image of src from its blob layers and bootstrap layer, as [Image]
 // describes.
-func assemble(src imageref.PlatformImage, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string) (v1.Image, error) {
+func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string) (v1.Image, error) {
 	mediaType := src.Descriptor.MediaType
 	if err := checkManifestType(mediaType); err != nil {
 		return nil, err

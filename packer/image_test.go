@@ -12,13 +12,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-
-	"github.com/nydus-go/nydusify/imageref"
 )
 
 // sourceImage makes a source image for platform p with two layers and a config with
 // history, an environment and an entrypoint.
-func sourceImage(t *testing.T, oci bool, p v1.Platform) imageref.PlatformImage {
+func sourceImage(t *testing.T, oci bool, p v1.Platform) Source {
 	t.Helper()
 	layerType := types.DockerLayer
 	if oci {
@@ -53,11 +51,11 @@ func sourceImage(t *testing.T, oci bool, p v1.Platform) imageref.PlatformImage {
 		t.Fatal(err)
 	}
 	desc.Platform = &p
-	return imageref.PlatformImage{Platform: p, Image: img, Descriptor: *desc}
+	return Source{Image: img, Descriptor: *desc}
 }
 
 // nydusParts makes n blob layers and a bootstrap layer for src from files in a temp dir.
-func nydusParts(t *testing.T, src imageref.PlatformImage, n int, seed uint64) (blobs []v1.Layer, bootstrap v1.Layer) {
+func nydusParts(t *testing.T, src Source, n int, seed uint64) (blobs []v1.Layer, bootstrap v1.Layer) {
 	t.Helper()
 	dir := t.TempDir()
 	for i := range n {
@@ -78,7 +76,7 @@ func nydusParts(t *testing.T, src imageref.PlatformImage, n int, seed uint64) (b
 
 // checkNydusImage checks everything Image promises about img, built from src, blobs and
 // bootstrap with sourceRef.
-func checkNydusImage(t *testing.T, img v1.Image, src imageref.PlatformImage, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string) {
+func checkNydusImage(t *testing.T, img v1.Image, src Source, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string) {
 	t.Helper()
 	srcManifest, _ := src.Image.Manifest()
 	m, err := img.Manifest()
@@ -224,7 +222,7 @@ func TestAssembleErrors(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name      string
-		src       imageref.PlatformImage
+		src       Source
 		blobs     []v1.Layer
 		bootstrap v1.Layer
 		wantErr   string

@@ -87,7 +87,7 @@ type namedFile struct {
 
 // BootstrapMediaType returns the media type of the bootstrap layer in an image whose source
 // manifest has media type manifestType: the OCI gzip layer type for an OCI manifest, the
-// docker one otherwise (nydus-ecosystem.md §2.1).
+// docker one otherwise (docs/nydus-image-layout.md §1).
 func BootstrapMediaType(manifestType types.MediaType) types.MediaType {
 	if manifestType == types.OCIManifestSchema1 {
 		return types.OCILayer

@@ -40,9 +40,9 @@
 // Image.Verify runs the whole chain over an image, the way estargz's
 // VerifyTOC does for a TOC.
 //
-// Byte layouts and section numbers (§) refer to upstream Nydus v2.4
-// behaviour. This package imports hashing and compression libraries only:
-// no network, no OCI, no FUSE. Every length or count read from untrusted
+// Byte layouts and section numbers (§) refer to docs/rafs-format.md, which
+// records upstream Nydus v2.4 behaviour. This package imports hashing and
+// compression libraries only: no network, no OCI, no FUSE. Every length or count read from untrusted
 // bytes is checked before use; malformed input yields an error wrapping
 // ErrCorrupt, never a panic.
 package rafs

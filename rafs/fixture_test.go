@@ -34,7 +34,7 @@ func openFile(t testing.TB, path string) (*os.File, int64) {
 }
 
 // TestFixtureBootstrap decodes upstream's v6 bootstrap and compares it with
-// the values rafs-format.md §1.1 reads off it.
+// the values docs/rafs-format.md §1.1 reads off it.
 func TestFixtureBootstrap(t *testing.T) {
 	f, size := openFile(t, fixtureBoot)
 	rd, err := Open(f, size)

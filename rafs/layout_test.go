@@ -7,7 +7,7 @@ import (
 )
 
 // Vectors from upstream's unit tests (rafs/src/metadata/layout/v6.rs,
-// storage/src/meta/chunk_info_v1.rs), rafs-format.md §6.
+// storage/src/meta/chunk_info_v1.rs), docs/rafs-format.md §6.
 func TestUpstreamVectors(t *testing.T) {
 	var b [ChunkAddrSize]byte
 	a := ChunkAddr{BlobIndex: 3, CIIndex: 0x123456, BlkAddr: 0xa5a53412}

@@ -5,9 +5,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
+	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treetar"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -20,7 +20,10 @@ import (
 func BenchmarkBuildDir(b *testing.B) {
 	src := os.Getenv("NYDUSIFY_BENCH_DIR")
 	if src == "" {
-		src = runtime.GOROOT()
+		var err error
+		if src, err = testenv.GoRoot(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	var total int64
 	filepath.Walk(src, func(_ string, fi os.FileInfo, err error) error {
@@ -51,7 +54,10 @@ func BenchmarkBuildDir(b *testing.B) {
 func BenchmarkBuildLayer(b *testing.B) {
 	src := os.Getenv("NYDUSIFY_BENCH_DIR")
 	if src == "" {
-		src = runtime.GOROOT()
+		var err error
+		if src, err = testenv.GoRoot(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	layer := filepath.Join(b.TempDir(), "layer.tar.gz")
 	if err := treetar.WriteGzipFile(layer, src); err != nil {

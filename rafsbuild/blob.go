@@ -82,8 +82,8 @@ type blobWriter struct {
 	writerD chan struct{}
 	workers sync.WaitGroup
 	failed  atomic.Pointer[error]
-	bufs    sync.Pool
-	outs    sync.Pool
+	bufs    bufPool // chunk-sized read buffers
+	outs    bufPool // compression outputs, kept at length 0
 
 	stats    blobStats
 	progress struct{ files, bytes atomic.Uint64 } // read by the progress reporter
@@ -117,14 +117,42 @@ func newBlobWriter(f io.Writer, opts *Options, layer bool) *blobWriter {
 	b.inlineMeta = layer
 	b.bw = bufio.NewWriterSize(io.MultiWriter(f, b.hash), 1<<20)
 	cs := int(b.chunkSize)
-	b.bufs.New = func() any { return make([]byte, cs) }
-	b.outs.New = func() any { return make([]byte, 0, cs+cs/64+64) }
+	b.bufs = newBufPool(2*depth, func() []byte { return make([]byte, cs) })
+	b.outs = newBufPool(2*depth, func() []byte { return make([]byte, 0, cs+cs/64+64) })
 	for range workers {
 		b.workers.Add(1)
 		go b.worker()
 	}
 	go b.writer()
 	return b
+}
+
+// bufPool recycles buffers between the pipeline's stages. It is a channel
+// rather than a sync.Pool because a slice stored in a sync.Pool is boxed in
+// an interface, one allocation per Put on the per-chunk path.
+type bufPool struct {
+	free  chan []byte
+	alloc func() []byte
+}
+
+func newBufPool(n int, alloc func() []byte) bufPool {
+	return bufPool{free: make(chan []byte, n), alloc: alloc}
+}
+
+func (p bufPool) get() []byte {
+	select {
+	case buf := <-p.free:
+		return buf
+	default:
+		return p.alloc()
+	}
+}
+
+func (p bufPool) put(buf []byte) {
+	select {
+	case p.free <- buf:
+	default: // full: let the collector have it
+	}
 }
 
 func (b *blobWriter) fail(err error) {
@@ -151,9 +179,9 @@ func (b *blobWriter) addFile(ctx context.Context, name string, fd *fileData, r i
 			return err
 		}
 		size := min(b.chunkSize, fd.size-i*b.chunkSize)
-		buf := b.bufs.Get().([]byte)[:size]
+		buf := b.bufs.get()[:size]
 		if _, err := io.ReadFull(r, buf); err != nil {
-			b.bufs.Put(buf[:cap(buf)])
+			b.bufs.put(buf[:cap(buf)])
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				return fmt.Errorf("reading %s: file shrank to %d bytes while being read (expected %d)", name, i*b.chunkSize, fd.size)
 			}
@@ -178,16 +206,16 @@ func (b *blobWriter) worker() {
 		if _, ok := b.committed.Load(key); ok || b.dict.has(key) {
 			j.skipped = true
 		} else if b.compressor != rafs.CompressNone {
-			dst := b.outs.Get().([]byte)
+			dst := b.outs.get()
 			out, ok, err := b.compressor.Compress(dst, j.data)
 			switch {
 			case err != nil:
 				b.fail(err)
-				b.outs.Put(dst[:0])
+				b.outs.put(dst[:0])
 			case ok:
 				j.out, j.compressed = out, true
 			default: // incompressible: stored raw, out is j.data itself
-				b.outs.Put(dst[:0])
+				b.outs.put(dst[:0])
 			}
 		}
 		close(j.ready)
@@ -203,9 +231,9 @@ func (b *blobWriter) writer() {
 				b.fail(err)
 			}
 		}
-		b.bufs.Put(j.data[:cap(j.data)])
+		b.bufs.put(j.data[:cap(j.data)])
 		if j.out != nil {
-			b.outs.Put(j.out[:0])
+			b.outs.put(j.out[:0])
 		}
 	}
 }

@@ -1,16 +1,24 @@
-// Package rafsbuild turns a file tree into a Nydus RAFS v6 image: one data
-// blob (chunked, deduplicated, compressed) plus a bootstrap.
+// Package rafsbuild writes Nydus RAFS v6 images: data blobs of chunked,
+// deduplicated, compressed file contents and the bootstraps that describe
+// them, laid out as upstream nydus-image v2.4 lays them out (only compressed
+// chunk bytes differ, as another zstd encoder makes them).
 //
-// Sources produce Entries (a directory walk today, a tar stream next); the
-// builder cuts regular-file contents into chunks, deduplicates them by digest
-// and size, compresses them on a bounded pool of workers and writes them in a
-// fixed order, so outputs are byte-identical whatever the worker count. The
-// layout engine then places every inode as upstream nydus-image v2.4 does and
-// the bootstrap is serialised. Memory is bounded by chunk size × queue depth
-// plus per-entry metadata; file contents are never held whole.
+// It has three entry points. BuildDir builds one bootstrap and one blob from
+// a directory, like `nydus-image create` on a directory. BuildLayer streams
+// one uncompressed OCI layer tar into a blob that carries its own bootstrap,
+// chunk trailer and TOC, like `nydus-image create --type tar-rafs
+// --blob-inline-meta --features blob-toc`; a ChunkDict shared by the layers
+// of one image stores each chunk once across them. Merge stacks such layers,
+// applying OCI whiteouts, into the image bootstrap, like `nydus-image merge`.
 //
-// Outputs are written under temporary names in the output directory and
-// renamed into place only when everything succeeded.
+// File contents are cut into chunks that a bounded pool of workers hashes
+// and compresses while one writer commits them in a fixed order, so the
+// output is the same whatever the worker count, and memory is bounded by
+// chunk size × queue depth plus per-entry metadata. The layout engine places
+// every inode as upstream does. BuildDir writes its outputs under temporary
+// names and renames them into place only when everything succeeded.
+//
+// Section numbers (§) refer to docs/rafs-format.md.
 package rafsbuild
 
 import (

@@ -23,7 +23,7 @@ var fixtureBlobWriter = &blobWriter{}
 // tree (entries and chunk records read off the fixture) with our layout
 // engine and serialiser, and compares every byte. The fixture predates v2.4,
 // so the expected bytes get the four documented version toggles
-// (rafs-format.md §6): root i_ino 1, 512 KiB mapped_blkaddr alignment, the
+// (docs/rafs-format.md §6): root i_ino 1, 512 KiB mapped_blkaddr alignment, the
 // ENCRYPTION_NONE flag, and CRC-32C on chunk records.
 func TestRebuildUpstreamBootstrap(t *testing.T) {
 	want, err := os.ReadFile(fixtureBoot)

@@ -51,6 +51,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/nydus-go/nydusify/internal/testenv"
 )
 
 // readers is the number of files read at once in every read case.
@@ -62,7 +64,8 @@ const repoName = "bench/image"
 func main() {
 	runs := flag.Int("runs", 3, "mount-time runs (best reported); when given, also the runs of every walk and read case")
 	entries := flag.Int("entries", 100000, "entries (files and directories) of the generated tree for the mount-time case")
-	tree := flag.String("tree", runtime.GOROOT(), "directory read fully through the mount")
+	goroot, _ := testenv.GoRoot() // without a go command, -tree must be given
+	tree := flag.String("tree", goroot, "directory read fully through the mount")
 	jsonOut := flag.Bool("json", false, "print the results as JSON")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
 	flag.Parse()

@@ -14,6 +14,8 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,4 +113,20 @@ func runFsck(t testing.TB, image string, devices []string, extra ...string) {
 	if bytes.Contains(out, []byte("<E>")) {
 		t.Fatalf("%s: exit status 0 but reported errors:\n%s", cmd, out)
 	}
+}
+
+// GoRoot returns the root of the Go installation that the go command on
+// PATH uses (`go env GOROOT`), a large real tree for tests and benchmarks
+// to read. runtime.GOROOT would name the tree the binary was built from,
+// which a copied binary may not have.
+func GoRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOROOT: %w", err)
+	}
+	root := strings.TrimSpace(string(out))
+	if root == "" {
+		return "", errors.New("go env GOROOT: empty")
+	}
+	return root, nil
 }
