@@ -94,3 +94,25 @@ func FuzzOpen(f *testing.F) {
 		rc.Close()
 	})
 }
+
+// TestOpenTruncated: a layer cut anywhere, even inside the 8-byte gzip
+// trailer (CRC-32 and ISIZE) or the zstd frame checksum, must read as an
+// error, never as a clean end of stream.
+func TestOpenTruncated(t *testing.T) {
+	data := make([]byte, 3<<20)
+	rand.Read(data[:64<<10])
+	for _, kind := range []string{"gzip", "zstd"} {
+		full := compressed(t, kind, data)
+		for cut := 1; cut <= 16; cut++ {
+			rc, err := Open(bytes.NewReader(full[:len(full)-cut]))
+			if err != nil {
+				continue // refused up front: fine
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err == nil {
+				t.Errorf("%s missing its last %d bytes: read %d bytes without error", kind, cut, len(got))
+			}
+		}
+	}
+}
