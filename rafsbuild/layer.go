@@ -176,6 +176,9 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 		}
 		if n.isReg() && n.data.size > 0 {
 			if err := bw.addFile(ctx, hdr.Name, n.data, tr); err != nil {
+				if short := (*shortReadError)(nil); errors.As(err, &short) {
+					return fmt.Errorf("layer truncated or corrupt: tar entry %q: %w", hdr.Name, err)
+				}
 				return err
 			}
 		}
