@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nydus-go/nydusify/extract"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
 
@@ -139,4 +141,105 @@ func TestLayerClaimedSizes(t *testing.T) {
 			t.Errorf("%s: %v does not wrap ErrUnsupported", c.name, err)
 		}
 	}
+}
+
+// buildOne converts one layer tar and returns the error.
+func buildOne(t *testing.T, data []byte) error {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "blob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, err = rafsbuild.BuildLayer(context.Background(), bytes.NewReader(data), f, rafsbuild.Options{}, nil)
+	return err
+}
+
+// TestLayerRefusesWhatItCannotKeep: entries that used to convert into
+// something else (a hardlink to a directory became an empty directory, a
+// uid above 2^32-1 became root, a device number was cut to its low bits, a
+// whiteout name used as a directory deleted its namesake below) are
+// errors naming the entry and the value.
+func TestLayerRefusesWhatItCannotKeep(t *testing.T) {
+	owner := func(name string, uid, gid int) tarEnt {
+		e := file(name, "setuid")
+		e.mode, e.uid, e.gid = 0o4755, uid, gid
+		return e
+	}
+	device := func(name string, major, minor int64) tarEnt {
+		return tarEnt{name: name, typ: tar.TypeChar, mode: 0o600, major: major, minor: minor}
+	}
+	cases := []struct {
+		name string
+		tar  []byte
+		want []string
+	}{
+		{"hardlink to a directory", tarOf(t, tar.FormatPAX, dir("d/"), file("d/f", "x"), link("l", "d")),
+			[]string{`hardlink "l"`, `directory "d"`}},
+		{"uid 2^32", tarOf(t, tar.FormatPAX, owner("suid", 1<<32, 0)), []string{`"suid"`, "uid 4294967296"}},
+		{"gid 2^40", tarOf(t, tar.FormatPAX, owner("sgid", 0, 1<<40)), []string{`"sgid"`, "gid 1099511627776"}},
+		{"device major 4096", tarOf(t, tar.FormatPAX, device("dev/big", 4096, 1)), []string{`"dev/big"`, "4096:1"}},
+		{"device minor 2^20", tarOf(t, tar.FormatPAX, device("dev/big", 1, 1<<20)), []string{`"dev/big"`, "1:1048576"}},
+		{"whiteout name as a directory", tarOf(t, tar.FormatPAX, file(".wh.keep/zz", "z")), []string{`".wh.keep/zz"`, `".wh.keep"`}},
+		{"opaque marker as a directory", tarOf(t, tar.FormatPAX, file("d/.wh..wh..opq/x", "x")), []string{`".wh..wh..opq"`}},
+	}
+	for _, c := range cases {
+		err := buildOne(t, c.tar)
+		if err == nil {
+			t.Errorf("%s: converted", c.name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not name %s", c.name, err, w)
+			}
+		}
+	}
+	// The largest values that fit are kept.
+	l := buildLayers(t, t.TempDir(), rafsbuild.Options{}, tarOf(t, tar.FormatPAX,
+		owner("max", 1<<32-1, 1<<32-1), device("dev/max", 4095, 1<<20-1)))
+	if len(l) != 1 {
+		t.Fatal("no layer")
+	}
+}
+
+// TestLayerDotDotInside: ".." that stays inside the root is cleaned as
+// containerd's applier cleans it ("f/../g" is "g"), for names and hardlink
+// targets alike; only names that leave the root are refused.
+func TestLayerDotDotInside(t *testing.T) {
+	tmp := t.TempDir()
+	layers := buildLayers(t, tmp, rafsbuild.Options{}, tarOf(t, tar.FormatPAX,
+		file("f/../g", "g"), file("d/./e/../h", "h"), link("k", "x/../g")))
+	m, err := rafsbuild.Merge(layers, rafsbuild.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := treeOf(t, tmp, m)
+	want := map[string]string{"g": "f:g", "d": "d", "d/h": "f:h", "k": "f:g"}
+	if mapString(got) != mapString(want) {
+		t.Errorf("tree:\n%s\nwant:\n%s", mapString(got), mapString(want))
+	}
+	err = buildOne(t, tarOf(t, tar.FormatPAX, file("a/../../evil", "x")))
+	if !errors.Is(err, rafsbuild.ErrPathEscape) || !strings.Contains(err.Error(), `"a/../../evil"`) {
+		t.Errorf("escaping name: %v", err)
+	}
+}
+
+// treeOf extracts a merged image whose layer blobs are in dir.
+func treeOf(t *testing.T, dir string, m *rafsbuild.Merged) map[string]string {
+	t.Helper()
+	boot := filepath.Join(dir, "image.boot")
+	if err := os.WriteFile(boot, m.Bootstrap, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := extract.Open(boot, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	dst := filepath.Join(t.TempDir(), "x")
+	if err := img.Tree(context.Background(), dst, extract.TreeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return listTree(t, dst)
 }
