@@ -26,6 +26,7 @@ fuzz:
 	$(GO) test ./rafs -run XXX -fuzz FuzzBlobMeta -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafsbuild -run XXX -fuzz FuzzBuildLayer -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./tarstream -run XXX -fuzz FuzzOpen -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./tarstream -run XXX -fuzz FuzzGzipFraming -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 
 # Build throughput on the Go installation's tree: directory builds per compressor, and a gzip layer.
 bench:
