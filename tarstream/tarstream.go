@@ -29,9 +29,14 @@ func Open(r io.Reader) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	ra := readAhead(streamErrors{d, kind}, 1<<20, 16)
+	ra := readAhead(streamErrors{d, kind}, bufSize, aheadDepth)
 	return closeBoth{ra, d}, nil
 }
+
+// Buffering: compressed input is read in bufSize pieces and decompressed up
+// to aheadDepth buffers of bufSize ahead of the consumer. Variables so that
+// fuzzing can run with small buffers (and more buffer boundaries).
+var bufSize, aheadDepth = 1 << 20, 16
 
 // ErrTruncated is wrapped by read errors of a compressed layer that ends
 // before its compressed stream does: a missing gzip trailer (CRC-32 and
@@ -71,7 +76,7 @@ func (c closeBoth) Close() error {
 // reads to the true end of the compressed data, checking the gzip trailer of
 // every member and the zstd frame checksums that are present.
 func decompress(r io.Reader) (io.ReadCloser, string, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, bufSize)
 	magic, err := br.Peek(4)
 	if err != nil && err != io.EOF {
 		return nil, "", fmt.Errorf("reading layer: %w", err)
@@ -82,7 +87,8 @@ func decompress(r io.Reader) (io.ReadCloser, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("layer gzip stream: %w", err)
 		}
-		return zr, "gzip", nil
+		zr.Multistream(false)
+		return &gzipMembers{br: br, zr: zr}, "gzip", nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
 		if err != nil {
@@ -92,3 +98,37 @@ func decompress(r io.Reader) (io.ReadCloser, string, error) {
 	}
 	return io.NopCloser(br), "plain", nil
 }
+
+// gzipMembers reads the members of a gzip layer one after another, strictly:
+// bytes after a member must form another complete member, as compress/gzip
+// requires. klauspost's own multistream mode reads a later member whose
+// header is cut inside its name or comment as a clean end of the stream.
+type gzipMembers struct {
+	br *bufio.Reader
+	zr *gzip.Reader
+}
+
+func (g *gzipMembers) Read(p []byte) (int, error) {
+	for {
+		n, err := g.zr.Read(p)
+		if err != io.EOF {
+			return n, err
+		}
+		// The member ended and its trailer checked out: is there another?
+		if _, err := g.br.Peek(1); err != nil {
+			return n, err // io.EOF: the true end
+		}
+		if err := g.zr.Reset(g.br); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+		g.zr.Multistream(false)
+		if n > 0 || len(p) == 0 {
+			return n, nil
+		}
+	}
+}
+
+func (g *gzipMembers) Close() error { return g.zr.Close() }
