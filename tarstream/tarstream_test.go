@@ -82,6 +82,39 @@ func TestCloseEarly(t *testing.T) {
 	}
 }
 
+// TestOpenTruncated: a layer cut anywhere, even inside the 8-byte gzip
+// trailer (CRC-32 and ISIZE) or the zstd frame checksum, must read as an
+// error, never as a clean end of stream.
+func TestOpenTruncated(t *testing.T) {
+	data := make([]byte, 3<<20)
+	rand.Read(data[:64<<10])
+	for _, kind := range []string{"gzip", "zstd"} {
+		full := compressed(t, kind, data)
+		for cut := 1; cut <= 16; cut++ {
+			rc, err := Open(bytes.NewReader(full[:len(full)-cut]))
+			if err != nil {
+				continue // refused up front: fine
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err == nil {
+				t.Errorf("%s missing its last %d bytes: read %d bytes without error", kind, cut, len(got))
+			}
+		}
+	}
+	// A second gzip member cut where its header's comment starts (found by
+	// FuzzGzipFraming).
+	gz := append(compressed(t, "gzip", data), 0x1f, 0x8b, 8, 0x10, 0, 0, 0, 0, 0, 0)
+	rc, err := Open(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := io.ReadAll(rc); err == nil {
+		t.Error("a gzip layer whose second member is cut in its header read without error")
+	}
+}
+
 // FuzzOpen feeds arbitrary bytes as a layer: errors, never panics; a zstd
 // layer reads as zstd.Decoder.DecodeAll reads it (accepted by both or
 // neither, the same bytes), a plain one as itself.
