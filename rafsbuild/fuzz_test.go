@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -42,49 +43,110 @@ func FuzzBuildLayer(f *testing.F) {
 	if data, err := os.ReadFile(filepath.Join("..", "testdata", "nydus", "tar", "all-entry-type.tar")); err == nil {
 		f.Add(data)
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		want, warnable, verdict := readTarModel(data)
-		if verdict == skip {
-			return
+	f.Fuzz(checkLayer)
+}
+
+// FuzzBuildLayerEntries is FuzzBuildLayer on well-formed tars: the fuzz
+// bytes pick entries (4 bytes each: type, name, two parameters) from a small
+// vocabulary of names that collide, nest, climb, use whiteout names and
+// cross chunk boundaries, written by archive/tar, so that mutation explores
+// the order and meaning of entries rather than header checksums.
+func FuzzBuildLayerEntries(f *testing.F) {
+	f.Add([]byte{0, 0, 10, 1, 1, 3, 0, 0, 4, 1, 0, 0, 2, 2, 9, 0})
+	f.Add([]byte{1, 2, 0, 0, 0, 3, 200, 7, 0, 1, 50, 0, 3, 4, 1, 0, 5, 5, 3, 1})
+	f.Add([]byte{0, 8, 0, 0, 0, 1, 3, 0, 1, 9, 0, 0, 0, 10, 1, 0, 4, 11, 0, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) { checkLayer(t, layerFromOps(t, ops)) })
+}
+
+var fuzzNames = []string{
+	"a", "b", "a/b", "a/b/c", "./a", "/a/", "a/../b", "d/e/f", ".wh.a", "a/.wh.b",
+	".wh..wh..opq", "a/.wh..wh..opq", "..", "c/../../x", ".wh.a/z", strings.Repeat("n", 150) + "/long", "", ".",
+}
+
+func layerFromOps(t *testing.T, ops []byte) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for ; len(ops) >= 4; ops = ops[4:] {
+		op, name, p, q := ops[0], fuzzNames[int(ops[1])%len(fuzzNames)], int(ops[2]), int(ops[3])
+		h := &tar.Header{Name: name, Mode: int64(q&7)<<9 | int64(p)&0o777, Uid: p * 1000, Gid: q,
+			ModTime: time.Unix(1700000000+int64(p), int64(q)*1000), Format: tar.FormatPAX}
+		var body []byte
+		switch op % 8 {
+		case 0, 7:
+			h.Typeflag = tar.TypeReg
+			// Sizes cross the 4 KiB chunks; repeats dedup.
+			body = bytes.Repeat([]byte{byte(q)}, p*37%9000)
+			h.Size = int64(len(body))
+		case 1:
+			h.Typeflag = tar.TypeDir
+		case 2:
+			h.Typeflag, h.Linkname = tar.TypeSymlink, fuzzNames[p%len(fuzzNames)]
+		case 3:
+			h.Typeflag, h.Linkname = tar.TypeLink, fuzzNames[p%len(fuzzNames)]
+		case 4:
+			h.Typeflag, h.Devmajor, h.Devminor = tar.TypeChar, int64(p)*17, int64(q)*4099
+		case 5:
+			h.Typeflag = tar.TypeFifo
+		case 6:
+			h.Typeflag = tar.TypeReg
+			h.PAXRecords = map[string]string{"SCHILY.xattr.user.k" + fmt.Sprint(q%3): fmt.Sprint(p),
+				"SCHILY.xattr." + []string{"security.x", "trusted.y", "other.z", "user."}[q%4]: "v"}
 		}
-		dir := t.TempDir()
-		out, err := os.Create(filepath.Join(dir, "blob"))
-		if err != nil {
-			t.Fatal(err)
+		if tw.WriteHeader(h) != nil {
+			continue
 		}
-		defer out.Close()
-		var warnings []string
-		opts := rafsbuild.Options{ChunkSize: 0x1000, Workers: 2, Warn: func(s string) { warnings = append(warnings, s) }}
-		l, err := rafsbuild.BuildLayer(context.Background(), bytes.NewReader(data), out, opts, nil)
-		if err != nil {
-			return
+		tw.Write(body)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// checkLayer converts one layer tar and holds the result to what
+// archive/tar reads (see FuzzBuildLayer).
+func checkLayer(t *testing.T, data []byte) {
+	want, warnable, verdict := readTarModel(data)
+	if verdict == skip {
+		return
+	}
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "blob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	var warnings []string
+	opts := rafsbuild.Options{ChunkSize: 0x1000, Workers: 2, Warn: func(s string) { warnings = append(warnings, s) }}
+	l, err := rafsbuild.BuildLayer(context.Background(), bytes.NewReader(data), out, opts, nil)
+	if err != nil {
+		return
+	}
+	if verdict != compare {
+		t.Fatalf("accepted a layer that must be refused: %s", verdict)
+	}
+	if len(warnings) != warnable {
+		t.Errorf("%d warnings %q, want one per xattr RAFS cannot store (%d)", len(warnings), warnings, warnable)
+	}
+	got, err := readLayerBack(out, l.Size)
+	if err != nil {
+		t.Fatalf("reading the accepted layer back: %v", err)
+	}
+	for _, p := range slices.Sorted(maps.Keys(want)) {
+		g, ok := got[p]
+		if !ok {
+			t.Errorf("%q: missing from the layer", p)
+			continue
 		}
-		if verdict != compare {
-			t.Fatalf("accepted a layer that must be refused: %s", verdict)
+		if d := want[p].diff(g, p == ""); d != "" {
+			t.Errorf("%q: %s", p, d)
 		}
-		if len(warnings) != warnable {
-			t.Errorf("%d warnings %q, want one per xattr RAFS cannot store (%d)", len(warnings), warnings, warnable)
+	}
+	for p := range got {
+		if _, ok := want[p]; !ok {
+			t.Errorf("%q: in the layer, not in the tar", p)
 		}
-		got, err := readLayerBack(out, l.Size)
-		if err != nil {
-			t.Fatalf("reading the accepted layer back: %v", err)
-		}
-		for _, p := range slices.Sorted(maps.Keys(want)) {
-			g, ok := got[p]
-			if !ok {
-				t.Errorf("%q: missing from the layer", p)
-				continue
-			}
-			if d := want[p].diff(g, p == ""); d != "" {
-				t.Errorf("%q: %s", p, d)
-			}
-		}
-		for p := range got {
-			if _, ok := want[p]; !ok {
-				t.Errorf("%q: in the layer, not in the tar", p)
-			}
-		}
-	})
+	}
 }
 
 func tarOfXattrs(t testing.TB, e tarEnt, pax map[string]string) []byte {
