@@ -72,6 +72,13 @@ func (c closeBoth) Close() error {
 	return c.inner.Close()
 }
 
+// maxZstdWindow is the largest zstd window a layer may declare: the
+// reference zstd decoder's default limit (window log 27), above which zstd
+// itself refuses a frame unless given --memory. The decoder allocates the
+// window when a frame starts, so the frame header, not the data, decides
+// this memory: without a cap a 14-byte frame costs hundreds of MiB.
+const maxZstdWindow = 128 << 20
+
 // decompress recognises the layer's compression; the stream it returns
 // reads to the true end of the compressed data, checking the gzip trailer of
 // every member and the zstd frame checksums that are present.
@@ -90,7 +97,7 @@ func decompress(r io.Reader) (io.ReadCloser, string, error) {
 		zr.Multistream(false)
 		return &gzipMembers{br: br, zr: zr}, "gzip", nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, "", fmt.Errorf("layer zstd stream: %w", err)
 		}

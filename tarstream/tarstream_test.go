@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
@@ -112,6 +113,24 @@ func TestOpenTruncated(t *testing.T) {
 	defer rc.Close()
 	if _, err := io.ReadAll(rc); err == nil {
 		t.Error("a gzip layer whose second member is cut in its header read without error")
+	}
+}
+
+// TestOpenZstdWindowClaim: a zstd frame header claiming a window beyond the
+// reference decoder's default limit is refused before the window is
+// allocated (found by FuzzOpen: 14 bytes cost 337 MiB).
+func TestOpenZstdWindowClaim(t *testing.T) {
+	data := []byte("(\xb5/\xfd\x04\x92C0\x00000\x920")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := readAllOpen(data)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Error("a 14-byte zstd layer read without error")
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("%d MiB allocated for a 14-byte zstd layer (%v)", alloc>>20, err)
 	}
 }
 
