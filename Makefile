@@ -54,8 +54,10 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./rafs -run XXX -fuzz FuzzBootstrap -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafs -run XXX -fuzz FuzzBlobMeta -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
-	$(GO) test ./rafsbuild -run XXX -fuzz FuzzBuildLayer -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./rafsbuild -run XXX -fuzz '^FuzzBuildLayer$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./rafsbuild -run XXX -fuzz FuzzBuildLayerEntries -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./tarstream -run XXX -fuzz FuzzOpen -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./tarstream -run XXX -fuzz FuzzGzipFraming -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 
 # Build throughput on the Go installation's tree: directory builds per compressor, and a gzip layer.
 bench:

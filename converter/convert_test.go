@@ -523,3 +523,46 @@ func TestConvertRealistic(t *testing.T) {
 	}
 	requireSame(t, flatten(t, src), mountNydus(t, img))
 }
+
+// TestConvertTruncatedLayer: a gzip or zstd layer missing the last bytes of
+// its compressed stream (the gzip trailer: CRC-32 and size; the zstd frame
+// checksum) fails the conversion with an error naming the layer, although
+// every tar entry of it can still be read.
+func TestConvertTruncatedLayer(t *testing.T) {
+	data := tarBytes(t, tar.FormatPAX, reg("a", strings.Repeat("content ", 1000), 0o644))
+	for _, compression := range []string{"gzip", "zstd"} {
+		full, err := io.ReadAll(must(layerOf(t, data, compression, types.OCILayer).Compressed()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cut := range []int{1, 4, 8, 12} {
+			dir := t.TempDir()
+			bad := static.NewLayer(full[:len(full)-cut], types.OCILayer)
+			img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lp, err := layout.Write(filepath.Join(dir, "src"), empty.Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "t"})); err != nil {
+				t.Fatal(err)
+			}
+			digest, _ := bad.Digest()
+			_, err = converter.Convert(context.Background(), converter.Options{
+				Source: "oci:" + filepath.Join(dir, "src") + ":t", Target: "oci:" + filepath.Join(dir, "dst") + ":t",
+			})
+			if err == nil || !strings.Contains(err.Error(), "layer 1 of 1 ("+digest.String()+")") || !strings.Contains(err.Error(), "truncated") {
+				t.Errorf("%s layer missing its last %d bytes: %v", compression, cut, err)
+			}
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

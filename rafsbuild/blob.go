@@ -41,8 +41,7 @@ type dedupKey struct {
 // it was read, so output is identical whatever the number of workers.
 type job struct {
 	data       []byte
-	file       *fileData
-	idx        int
+	file       *fileData // its chunks grow by one as the writer commits the job
 	digest     [32]byte
 	crc        uint32
 	out        []byte
@@ -70,6 +69,7 @@ type blobWriter struct {
 	toc        []byte // TOC entries so far
 	pos        uint64
 	uend       uint64 // end of the last chunk in the uncompressed view
+	refs       uint64 // chunk references of the files added so far (addFile's goroutine)
 
 	chunks    []*chunkRec // by chunk-info index
 	dedup     map[dedupKey]*chunkRec
@@ -166,11 +166,37 @@ func (b *blobWriter) err() error {
 	return nil
 }
 
+// maxChunkRefs bounds the chunk references of one blob's files (8 bytes
+// each in memory while building and again in the bootstrap): the most
+// chunks one blob can index, 16 TiB of file data at the default chunk size.
+// Files claiming more are refused before any of their bytes are read, so a
+// header (or a sparse map) claiming petabytes costs nothing; within the
+// bound, memory grows with the chunks actually read.
+const maxChunkRefs = rafs.MaxChunksPerBlob
+
+// shortReadError reports file content that ended before the size its entry
+// claimed.
+type shortReadError struct {
+	got, want uint64
+	err       error // io.EOF, io.ErrUnexpectedEOF, or a cause wrapping them
+}
+
+func (e *shortReadError) Error() string {
+	return fmt.Sprintf("content ends after %d of its %d bytes: %v", e.got, e.want, e.err)
+}
+
+func (e *shortReadError) Unwrap() error { return e.err }
+
 // addFile reads fd.size bytes from r and queues them as chunks. name is used
-// in errors only. It must be called from one goroutine.
+// in errors only. Content ending early is a *shortReadError. It must be
+// called from one goroutine.
 func (b *blobWriter) addFile(ctx context.Context, name string, fd *fileData, r io.Reader) error {
 	n := (fd.size + b.chunkSize - 1) / b.chunkSize
-	fd.chunks = make([]*chunkRec, n)
+	if n > maxChunkRefs-b.refs {
+		return fmt.Errorf("%w: %s: %d bytes need %d chunks of %d bytes; the files of one blob may reference at most %d chunks",
+			ErrUnsupported, name, fd.size, n, b.chunkSize, maxChunkRefs)
+	}
+	b.refs += n
 	for i := range n {
 		if err := b.err(); err != nil {
 			return err
@@ -180,16 +206,16 @@ func (b *blobWriter) addFile(ctx context.Context, name string, fd *fileData, r i
 		}
 		size := min(b.chunkSize, fd.size-i*b.chunkSize)
 		buf := b.bufs.get()[:size]
-		if _, err := io.ReadFull(r, buf); err != nil {
+		if m, err := io.ReadFull(r, buf); err != nil {
 			b.bufs.put(buf[:cap(buf)])
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return fmt.Errorf("reading %s: file shrank to %d bytes while being read (expected %d)", name, i*b.chunkSize, fd.size)
+				return &shortReadError{got: i*b.chunkSize + uint64(m), want: fd.size, err: err}
 			}
 			return fmt.Errorf("reading %s: %w", name, err)
 		}
 		b.stats.dataBytes += size
 		b.progress.bytes.Add(size)
-		j := &job{data: buf, file: fd, idx: int(i), ready: make(chan struct{})}
+		j := &job{data: buf, file: fd, ready: make(chan struct{})}
 		b.order <- j
 		b.work <- j
 	}
@@ -250,7 +276,7 @@ func (b *blobWriter) commit(j *job) error {
 		}
 	}
 	if ok {
-		j.file.chunks[j.idx] = rec
+		j.file.chunks = append(j.file.chunks, rec)
 		b.stats.dedupChunks++
 		b.stats.dedupBytes += uint64(len(j.data))
 		return nil
@@ -278,7 +304,7 @@ func (b *blobWriter) commit(j *job) error {
 	b.chunks = append(b.chunks, rec)
 	b.dedup[key] = rec
 	b.committed.Store(key, true)
-	j.file.chunks[j.idx] = rec
+	j.file.chunks = append(j.file.chunks, rec)
 	return nil
 }
 

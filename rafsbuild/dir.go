@@ -175,6 +175,9 @@ func readFile(ctx context.Context, full string, n *node, b *blobWriter) error {
 	}
 	defer f.Close()
 	if err := b.addFile(ctx, full, n.data, f); err != nil {
+		if short := (*shortReadError)(nil); errors.As(err, &short) {
+			return fmt.Errorf("reading %s: file shrank to %d bytes while being read (expected %d)", full, short.got, short.want)
+		}
 		return err
 	}
 	var one [1]byte

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -56,10 +57,14 @@ var ErrPathEscape = errors.New("path escapes the image root")
 // BuildLayer streams the uncompressed layer tar r into blob: chunk data as
 // entries arrive (tar order), then the chunk trailer, the layer's bootstrap
 // and the TOC. Memory is bounded by chunk size × queue depth plus per-entry
-// metadata. Tar semantics: PAX/GNU long names, hardlinks (to regular files
-// earlier in the layer), symlinks, devices, fifos, SCHILY.xattr records,
-// sparse files, "./" and "/" prefixes, later duplicates replacing earlier
-// ones. Names with ".." components are refused.
+// metadata; a file's chunk references grow as its bytes are read, whatever
+// size its header claims. Tar semantics: PAX/GNU long names, hardlinks (to
+// files earlier in the layer), symlinks, devices, fifos, SCHILY.xattr
+// records, sparse files, "./" and "/" prefixes, ".." cleaned lexically,
+// later duplicates replacing earlier ones. Refused, with an error naming the
+// entry: names climbing above the root (ErrPathEscape); hardlinks to
+// directories; ids above 2^32-1 and device numbers RAFS cannot hold; a
+// whiteout name used as a directory; content ending before its claimed size.
 //
 // With a dict, chunks already stored by lower layers of the image are
 // referenced there instead of being written again, and this layer's chunks
@@ -123,15 +128,32 @@ func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options, d
 	return l, nil
 }
 
-// cleanTarPath maps a tar entry name to a tree path ("" is the root).
+// cleanTarPath maps a tar entry name to a tree path ("" is the root). Names
+// are cleaned lexically, as containerd's applier cleans them: "f/../g" is
+// "g", "/../g" is "/g". A relative name that climbs above the root
+// ("../g", "a/../../g") is refused, where containerd would clamp it.
 func cleanTarPath(name string) (string, error) {
-	for _, part := range strings.Split(name, "/") {
-		if part == ".." {
-			return "", fmt.Errorf("tar entry %q: %w", name, ErrPathEscape)
+	if c := path.Clean(name); c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("tar entry %q: %w", name, ErrPathEscape)
+	}
+	return strings.Trim(path.Clean("/"+name), "/"), nil
+}
+
+// checkWhiteoutParents refuses a path whose directories carry a whiteout
+// name. Whiteouts are files: `.wh.NAME` deletes NAME below, and Merge reads
+// every node so named as a marker, so a tree holding `.wh.keep/zz` would
+// delete keep and drop zz. containerd's applier only looks at base names and
+// would create a directory named `.wh.keep` instead; such names have no
+// meaning in OCI layers, so they are an error here rather than a guess.
+func checkWhiteoutParents(name, p string) error {
+	parts := strings.Split(p, "/")
+	for _, part := range parts[:len(parts)-1] {
+		if strings.HasPrefix(part, whiteoutPrefix) {
+			return fmt.Errorf("%w: tar entry %q uses the whiteout name %q as a directory; OCI whiteouts are files",
+				ErrUnsupported, name, part)
 		}
 	}
-	p := strings.Trim(path.Clean("/"+name), "/")
-	return p, nil
+	return nil
 }
 
 func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opts *Options) error {
@@ -149,6 +171,9 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 		}
 		p, err := cleanTarPath(hdr.Name)
 		if err != nil {
+			return err
+		}
+		if err := checkWhiteoutParents(hdr.Name, p); err != nil {
 			return err
 		}
 		e, err := tarEntry(hdr, p, opts)
@@ -179,6 +204,9 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 		}
 		if n.isReg() && n.data.size > 0 {
 			if err := bw.addFile(ctx, hdr.Name, n.data, tr); err != nil {
+				if short := (*shortReadError)(nil); errors.As(err, &short) {
+					return fmt.Errorf("layer truncated or corrupt: tar entry %q: %w", hdr.Name, err)
+				}
 				return err
 			}
 		}
@@ -188,6 +216,16 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 // tarEntry converts a tar header; it returns nil for entries that carry no
 // file (PAX global headers).
 func tarEntry(hdr *tar.Header, p string, opts *Options) (*Entry, error) {
+	// RAFS keeps 32-bit ids; a larger one must not wrap (to 0: root).
+	for _, id := range []struct {
+		kind string
+		v    int
+	}{{"uid", hdr.Uid}, {"gid", hdr.Gid}} {
+		if id.v < 0 || uint64(id.v) > math.MaxUint32 {
+			return nil, fmt.Errorf("%w: tar entry %q has %s %d; RAFS stores ids from 0 to %d",
+				ErrUnsupported, hdr.Name, id.kind, id.v, uint32(math.MaxUint32))
+		}
+	}
 	e := &Entry{
 		Path: p, Mode: uint32(hdr.Mode) & 0o7777, UID: uint32(hdr.Uid), GID: uint32(hdr.Gid),
 		Mtime: hdr.ModTime.Unix(), MtimeNsec: uint32(hdr.ModTime.Nanosecond()),
@@ -210,6 +248,11 @@ func tarEntry(hdr *tar.Header, p string, opts *Options) (*Entry, error) {
 		e.Mode |= rafs.ModeChr
 		if hdr.Typeflag == tar.TypeBlock {
 			e.Mode = e.Mode&^rafs.ModeFmt | rafs.ModeBlk
+		}
+		// The 32-bit device number holds a 12-bit major and a 20-bit minor.
+		if hdr.Devmajor < 0 || hdr.Devmajor > 0xfff || hdr.Devminor < 0 || hdr.Devminor > 0xfffff {
+			return nil, fmt.Errorf("%w: tar entry %q is device %d:%d; RAFS stores majors up to 4095 and minors up to 1048575",
+				ErrUnsupported, hdr.Name, hdr.Devmajor, hdr.Devminor)
 		}
 		e.Rdev = rafs.EncodeRdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
 	case tar.TypeFifo:
@@ -308,8 +351,9 @@ func (t *tree) removeChild(parent, c *node) {
 }
 
 // addHardlink adds e as another path of the regular file at target, which
-// must be earlier in the same layer. Links to other types become
-// independent copies, as RAFS only models regular-file hardlinks.
+// must be earlier in the same layer. Links to symlinks, devices and fifos
+// become independent copies, as RAFS only models regular-file hardlinks;
+// a link to a directory is an error (no applier can create one).
 func (t *tree) addHardlink(e Entry, target string) error {
 	dir, name := path.Split(target)
 	parent := t.dirs[strings.TrimSuffix(dir, "/")]
@@ -319,6 +363,9 @@ func (t *tree) addHardlink(e Entry, target string) error {
 	}
 	if tn == nil || target == "" {
 		return fmt.Errorf("%w: hardlink %s points to %q, which is not earlier in this layer", ErrUnsupported, e.Path, target)
+	}
+	if tn.isDir() {
+		return fmt.Errorf("%w: hardlink %q points to directory %q; directories cannot be hardlinked", ErrUnsupported, e.Path, target)
 	}
 	link := tn.entry
 	link.Path = e.Path

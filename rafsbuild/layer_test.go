@@ -25,6 +25,8 @@ type tarEnt struct {
 	name, body, link string
 	typ              byte
 	mode             int64
+	uid, gid         int
+	major, minor     int64
 }
 
 func tarOf(t testing.TB, format tar.Format, ents ...tarEnt) []byte {
@@ -33,6 +35,7 @@ func tarOf(t testing.TB, format tar.Format, ents ...tarEnt) []byte {
 	tw := tar.NewWriter(&buf)
 	for _, e := range ents {
 		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link,
+			Uid: e.uid, Gid: e.gid, Devmajor: e.major, Devminor: e.minor,
 			ModTime: time.Unix(1700000000, 0), Format: format}
 		if h.Mode == 0 {
 			h.Mode = 0o644

@@ -43,7 +43,7 @@ func (ra *readAheader) fill(r io.Reader) {
 		case <-ra.close:
 			return
 		}
-		n, err := io.ReadFull(r, buf)
+		n, err := fillBuf(r, buf)
 		if n > 0 {
 			select {
 			case ra.full <- buf[:n]:
@@ -51,7 +51,7 @@ func (ra *readAheader) fill(r io.Reader) {
 				return
 			}
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if err == io.EOF {
 			return
 		}
 		if err != nil {
@@ -87,4 +87,20 @@ func (ra *readAheader) Close() error {
 	ra.once.Do(func() { close(ra.close) })
 	<-ra.done
 	return nil
+}
+
+// fillBuf reads into buf until it is full or r fails, and returns r's own
+// error. Unlike io.ReadFull it never turns anything into
+// io.ErrUnexpectedEOF, so a decompressor reporting a truncated stream (with
+// io.ErrUnexpectedEOF) is told apart from a clean end (io.EOF).
+func fillBuf(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package rafsbuild_test
+
+const raceDetector = false
