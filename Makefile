@@ -58,6 +58,9 @@ fuzz:
 	$(GO) test ./rafsbuild -run XXX -fuzz FuzzBuildLayerEntries -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./tarstream -run XXX -fuzz FuzzOpen -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./tarstream -run XXX -fuzz FuzzGzipFraming -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./layout -run XXX -fuzz FuzzOpenFS -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./packer -run XXX -fuzz FuzzRewriteConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./imagemount -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 
 # Build throughput on the Go installation's tree: directory builds per compressor, and a gzip layer.
 bench:

@@ -116,7 +116,9 @@ func ParseConfig(data []byte) (Config, []string, error) {
 		}
 	}
 	if root.has("amplify_io") {
-		c.Amplify = root.integer("amplify_io")
+		if c.Amplify = root.integer("amplify_io"); c.Amplify < 0 && p.err == nil {
+			p.fail("amplify_io %d: want 0 or more bytes", c.Amplify)
+		}
 	}
 	if fp := root.object("fs_prefetch"); fp != nil {
 		c.Prefetch = p.prefetch(fp, c.Prefetch)
@@ -156,7 +158,9 @@ func (p *parser) backend(typ, path string, data json.RawMessage) BackendConfig {
 		b.Scheme, b.Host, b.Repo = o.str("scheme"), o.str("host"), o.str("repo")
 		b.Auth, b.Token = o.str("auth"), o.str("registry_token")
 		b.SkipVerify = o.boolean("skip_verify")
-		b.TimeoutSeconds = int(o.integer("timeout"))
+		if b.TimeoutSeconds = int(o.integer("timeout")); b.TimeoutSeconds < 0 && p.err == nil {
+			p.fail("%s.timeout %d: want 0 (the default) or more seconds", path, b.TimeoutSeconds)
+		}
 		if o.raw("retry_limit") != nil {
 			n := int(o.integer("retry_limit"))
 			if n < 0 || n > 100 {

@@ -190,6 +190,12 @@ func rewriteConfig(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("config is %s, not an object", raw)
 	}
+	// The known fields must have their types: a config whose "os" is an array
+	// would otherwise be published as it came (found by FuzzRewriteConfig).
+	var typed v1.ConfigFile
+	if err := json.Unmarshal(raw, &typed); err != nil {
+		return nil, fmt.Errorf("not a valid image config: %w", err)
+	}
 	var history []json.RawMessage
 	if h, ok := cfg["history"]; ok {
 		if err := json.Unmarshal(h, &history); err != nil {
