@@ -59,6 +59,7 @@ fuzz:
 	$(GO) test ./tarstream -run XXX -fuzz FuzzOpen -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./tarstream -run XXX -fuzz FuzzGzipFraming -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./layout -run XXX -fuzz FuzzOpenFS -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./layout -run XXX -fuzz FuzzOpenManifest -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./packer -run XXX -fuzz FuzzRewriteConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./imagemount -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 
