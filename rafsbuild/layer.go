@@ -151,6 +151,9 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 		if err != nil {
 			return err
 		}
+		if p, err = t.resolveParent(p); err != nil {
+			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+		}
 		e, err := tarEntry(hdr, p, opts)
 		if err != nil {
 			return err
@@ -167,6 +170,9 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 			target, err := cleanTarPath(hdr.Linkname)
 			if err != nil {
 				return err
+			}
+			if target, err = t.resolveLinkTarget(target); err != nil {
+				return fmt.Errorf("hardlink %q to %q: %w", hdr.Name, hdr.Linkname, err)
 			}
 			if err := t.addHardlink(*e, target); err != nil {
 				return err
