@@ -1,7 +1,6 @@
 package rafsbuild
 
 import (
-	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -26,7 +25,7 @@ const maxLinks = 255
 
 // errNotDir is wrapped by errors about a path whose parent is neither a
 // directory nor a symlink: containerd fails to apply such a layer (ENOTDIR).
-var errNotDir = errors.New("not a directory")
+var errNotDir = fmt.Errorf("%w: not a directory", ErrUnsupported)
 
 // resolver resolves paths within one tree. Its hooks, all optional, let the
 // layer build and the merge watch what a resolution relied on.
