@@ -119,6 +119,13 @@ func TestConvertSymlinkParents(t *testing.T) {
 		{name: "hardlink target named through a link of the same layer",
 			layers: [][]hdr{{dirE("etc/", 0o755), symlinkE("a", "/etc"), reg("etc/f", "f", 0o644), hardlinkE("h", "a/f")}},
 			want:   map[string]string{"h": "f:f", "etc/f": "f:f"}},
+		// containerd removes an entry named by a whiteout later in its own
+		// layer; image-spec and umoci keep it, and so do we.
+		{name: "whiteouts and opaque markers after entries of their own layer",
+			layers: [][]hdr{{reg("x", "lower", 0o644), dirE("o/", 0o755), reg("o/old", "old", 0o644)},
+				{reg("x", "upper", 0o644), reg(".wh.x", "", 0o644), reg("o/new", "new", 0o644), reg("o/.wh..wh..opq", "", 0o644)}},
+			want:    map[string]string{"x": "f:upper", "o/new": "f:new", "o/old": "-"},
+			written: []string{"/o"}},
 		{name: "directory replaces a lower symlink",
 			layers: [][]hdr{append(etc, symlinkE("a", "/etc")), {dirE("a/", 0o700), reg("a/passwd", "own", 0o644)}},
 			want:   map[string]string{"a": "d", "a/passwd": "f:own", "etc/passwd": "f:root:x:0:0"}},
