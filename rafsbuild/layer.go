@@ -59,7 +59,8 @@ var ErrPathEscape = errors.New("path escapes the image root")
 // metadata. Tar semantics: PAX/GNU long names, hardlinks (to regular files
 // earlier in the layer), symlinks, devices, fifos, SCHILY.xattr records,
 // sparse files, "./" and "/" prefixes, later duplicates replacing earlier
-// ones. Names with ".." components are refused.
+// ones, parents reached through the layer's own symlinks (resolve.go).
+// Names with ".." components are refused.
 //
 // With a dict, chunks already stored by lower layers of the image are
 // referenced there instead of being written again, and this layer's chunks
@@ -150,6 +151,9 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 		p, err := cleanTarPath(hdr.Name)
 		if err != nil {
 			return err
+		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
 		}
 		if p, err = t.resolveParent(p); err != nil {
 			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
