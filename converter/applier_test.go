@@ -135,7 +135,7 @@ func TestConvertSymlinkParents(t *testing.T) {
 			want: map[string]string{"d": "l:/etc", "d/f": "-", "s": "d"}},
 		{name: "hardlink to a directory",
 			layers: [][]hdr{{dirE("d/", 0o755), hardlinkE("h", "d")}},
-			err:    "hardlink target /d is a directory"},
+			err:    `hardlink "h" to "d": unsupported input: hardlink target is directory "d"`},
 		{name: "file used as a parent",
 			layers: [][]hdr{{reg("f", "file", 0o644)}, {reg("f/x", "x", 0o644)}},
 			err:    "/f holds entries of this layer but is a regular file"},

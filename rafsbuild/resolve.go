@@ -161,7 +161,7 @@ func (t *tree) resolveLinkTarget(target string) (string, error) {
 		return "", err
 	}
 	if n := t.dirs[res]; n != nil && n.isDir() {
-		return "", fmt.Errorf("%w: hardlink target /%s is a directory", ErrUnsupported, res)
+		return "", fmt.Errorf("%w: hardlink target is directory %q; directories cannot be hardlinked", ErrUnsupported, res)
 	}
 	return res, nil
 }
