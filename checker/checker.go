@@ -6,9 +6,11 @@
 //     bootstrap layer's diff_id, and (with a source) the runtime config;
 //   - bootstrap: our validating reader walks the whole bootstrap, and its blob
 //     table must name manifest layers with their sizes;
-//   - filesystem (with a source): the source layers are flattened from their
-//     tar streams with whiteout rules (code independent of the converter's
-//     merge) and compared with the Nydus tree read through the RAFS reader,
+//   - filesystem (with a source): the source layers are applied from their
+//     tar streams with the rules of containerd's applier: symlinked parents
+//     followed within the root, whiteouts, hardlinks, type changes (apply.go;
+//     code independent of the converter's merge) and compared with the Nydus
+//     tree read through the RAFS reader,
 //     every chunk verified: path set, type, mode, owner, size, rdev, symlink
 //     target, xattrs, content digest, hardlink groups and mtime.
 //

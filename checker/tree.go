@@ -7,14 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"path"
 	"sort"
 	"strings"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
 	"github.com/nydus-go/nydusify/rafs"
-	"github.com/nydus-go/nydusify/tarstream"
 )
 
 // file is what the filesystem rule compares about one path.
@@ -67,114 +63,6 @@ func typeOfMode(m uint32) string {
 	return "unknown"
 }
 
-// flatten applies the layers' tar streams with OCI whiteout rules into one
-// path → file map, hashing contents as they stream. It shares no code with
-// the converter's merge, so the two check each other.
-func flatten(ctx context.Context, layers []v1.Layer) (map[string]*file, error) {
-	tree := map[string]*file{"/": {typ: "directory", mode: 0o755, synthetic: true}}
-	for i, l := range layers {
-		if err := applyLayer(ctx, tree, l, i); err != nil {
-			return nil, fmt.Errorf("reading source layer %d of %d: %w", i+1, len(layers), err)
-		}
-	}
-	return tree, nil
-}
-
-type pending struct {
-	path string
-	f    *file
-}
-
-func applyLayer(ctx context.Context, tree map[string]*file, l v1.Layer, index int) error {
-	rc, err := l.Compressed()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	stream, err := tarstream.Open(rc)
-	if err != nil {
-		return err
-	}
-	defer stream.Close()
-	tr := tar.NewReader(stream)
-	var adds []pending
-	var whiteouts, opaques []string
-	byPath := map[string]*file{} // this layer's entries, for hardlinks
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		p := path.Clean("/" + h.Name)
-		dir, base := path.Split(p)
-		dir = path.Clean(dir)
-		switch {
-		case base == ".wh..wh..opq":
-			opaques = append(opaques, dir)
-			continue
-		case strings.HasPrefix(base, ".wh."):
-			whiteouts = append(whiteouts, path.Join(dir, base[4:]))
-			continue
-		}
-		f, err := tarFile(h, tr)
-		if err != nil {
-			return fmt.Errorf("%s: %w", h.Name, err)
-		}
-		if h.Typeflag == tar.TypeLink {
-			target := path.Clean("/" + h.Linkname)
-			orig, ok := byPath[target]
-			if !ok {
-				return fmt.Errorf("hardlink %s to %s, not earlier in the layer", p, target)
-			}
-			if orig.link == "" {
-				orig.link = fmt.Sprintf("%d:%s", index, target)
-			}
-			cp := *orig
-			f = &cp
-		}
-		byPath[p] = f
-		adds = append(adds, pending{p, f})
-	}
-	for _, w := range whiteouts {
-		removeTree(tree, w)
-	}
-	for _, d := range opaques {
-		for p := range tree {
-			if strings.HasPrefix(p, d+"/") || (d == "/" && p != "/") {
-				delete(tree, p)
-			}
-		}
-	}
-	for _, a := range adds {
-		if old, ok := tree[a.path]; ok && !(old.typ == "directory" && a.f.typ == "directory") {
-			removeTree(tree, a.path)
-		}
-		for d := path.Dir(a.path); d != "/"; d = path.Dir(d) {
-			if p, ok := tree[d]; !ok || p.typ != "directory" {
-				removeTree(tree, d)
-				tree[d] = &file{typ: "directory", mode: 0o755, synthetic: true}
-			}
-		}
-		tree[a.path] = a.f
-	}
-	return nil
-}
-
-func removeTree(tree map[string]*file, p string) {
-	delete(tree, p)
-	for q := range tree {
-		if strings.HasPrefix(q, p+"/") {
-			delete(tree, q)
-		}
-	}
-}
-
 func tarFile(h *tar.Header, r io.Reader) (*file, error) {
 	f := &file{
 		mode: uint32(h.Mode) & 0o7777, uid: uint32(h.Uid), gid: uint32(h.Gid),
@@ -188,8 +76,6 @@ func tarFile(h *tar.Header, r io.Reader) (*file, error) {
 			return nil, err
 		}
 		f.digest = hex.EncodeToString(hash.Sum(nil))
-	case tar.TypeLink:
-		f.typ = "regular"
 	case tar.TypeDir:
 		f.typ = "directory"
 	case tar.TypeSymlink:

@@ -61,7 +61,8 @@ var ErrPathEscape = errors.New("path escapes the image root")
 // size its header claims. Tar semantics: PAX/GNU long names, hardlinks (to
 // files earlier in the layer), symlinks, devices, fifos, SCHILY.xattr
 // records, sparse files, "./" and "/" prefixes, ".." cleaned lexically,
-// later duplicates replacing earlier ones. Refused, with an error naming the
+// later duplicates replacing earlier ones, parents reached through the
+// layer's own symlinks (resolve.go). Refused, with an error naming the
 // entry: names climbing above the root (ErrPathEscape); hardlinks to
 // directories; ids above 2^32-1 and device numbers RAFS cannot hold; a
 // whiteout name used as a directory; content ending before its claimed size.
@@ -176,6 +177,12 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 		if err := checkWhiteoutParents(hdr.Name, p); err != nil {
 			return err
 		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		if p, err = t.resolveParent(p); err != nil {
+			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+		}
 		e, err := tarEntry(hdr, p, opts)
 		if err != nil {
 			return err
@@ -192,6 +199,9 @@ func (l *Layer) readTar(ctx context.Context, tr *tar.Reader, bw *blobWriter, opt
 			target, err := cleanTarPath(hdr.Linkname)
 			if err != nil {
 				return err
+			}
+			if target, err = t.resolveLinkTarget(target); err != nil {
+				return fmt.Errorf("hardlink %q to %q: %w", hdr.Name, hdr.Linkname, err)
 			}
 			if err := t.addHardlink(*e, target); err != nil {
 				return err

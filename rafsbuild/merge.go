@@ -2,7 +2,6 @@ package rafsbuild
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/nydus-go/nydusify/rafs"
 )
@@ -22,15 +21,18 @@ type Merged struct {
 	Blobs []string
 }
 
-// Merge stacks layers (lowest first) with overlay semantics and writes the
-// image bootstrap (§5.2): a whiteout `.wh.NAME` removes NAME from the layers
-// below, an opaque marker `.wh..wh..opq` hides everything below in its
-// directory, a non-directory replaces a directory with its subtree and the
-// other way round, and markers themselves never reach the result. The blob
-// table lists the blobs in the order the final tree, walked breadth first,
-// first references them, as upstream's merge does; each is named by its
-// layer digest. Merge consumes the layers' trees. All layers must have been
-// built with the same options.
+// Merge stacks layers (lowest first) the way containerd applies them
+// (apply.go) and writes the image bootstrap (§5.2): a whiteout `.wh.NAME`
+// removes NAME from the layers below, an opaque marker `.wh..wh..opq` hides
+// everything below in its directory, a non-directory replaces a directory
+// with its subtree and the other way round, entries below a symlinked
+// parent land where the symlink leads (within the image root), and markers
+// themselves never reach the result. A stack whose result would depend on
+// what a layer tree does not keep (the order of its tar entries) is refused
+// with ErrUnsupported, naming the path. The blob table lists the blobs in
+// the order the final tree, walked breadth first, first references them, as
+// upstream's merge does; each is named by its layer digest. Merge consumes
+// the layers' trees. All layers must have been built with the same options.
 func Merge(layers []*Layer, opts Options) (*Merged, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -38,11 +40,13 @@ func Merge(layers []*Layer, opts Options) (*Merged, error) {
 	if len(layers) == 0 {
 		return nil, fmt.Errorf("merging: no layers")
 	}
-	base := layers[0].tree
-	stripMarkers(base.root)
-	for _, l := range layers[1:] {
-		applyLayer(base.root, l.tree.root)
+	m := newMerger()
+	for i, l := range layers {
+		if err := m.apply(l.tree, i+1); err != nil {
+			return nil, err
+		}
 	}
+	base := &tree{root: m.root}
 	sortChildren(base.root)
 	lay, err := layout(base, uint64(opts.ChunkSize))
 	if err != nil {
@@ -67,55 +71,6 @@ func Merge(layers []*Layer, opts Options) (*Merged, error) {
 		return nil, err
 	}
 	return res, nil
-}
-
-// applyLayer overlays the upper directory up onto lower.
-func applyLayer(lower, up *node) {
-	if !up.synthetic {
-		lower.entry = up.entry
-	}
-	for _, c := range up.children {
-		if c.name == whiteoutOpaque {
-			lower.children = nil
-		}
-	}
-	for _, c := range up.children {
-		if name, ok := strings.CutPrefix(c.name, whiteoutPrefix); ok && c.name != whiteoutOpaque {
-			lower.removeChildNamed(name)
-		}
-	}
-	for _, c := range up.children {
-		if strings.HasPrefix(c.name, whiteoutPrefix) {
-			continue
-		}
-		old := lower.child(c.name)
-		if old != nil && old.isDir() && c.isDir() {
-			applyLayer(old, c)
-			continue
-		}
-		if old != nil {
-			lower.removeChildNamed(c.name)
-		}
-		stripMarkers(c)
-		c.parent = lower
-		lower.children = append(lower.children, c)
-	}
-}
-
-// stripMarkers drops whiteout markers from a subtree that has nothing below
-// it to hide.
-func stripMarkers(n *node) {
-	kept := n.children[:0]
-	for _, c := range n.children {
-		if strings.HasPrefix(c.name, whiteoutPrefix) {
-			continue
-		}
-		if c.isDir() {
-			stripMarkers(c)
-		}
-		kept = append(kept, c)
-	}
-	n.children = kept
 }
 
 func (n *node) removeChildNamed(name string) {

@@ -88,6 +88,9 @@ type tree struct {
 	root  *node
 	dirs  map[string]*node
 	links map[LinkKey]*fileData
+	// assumedDirs lists directories a layer's own symlink resolution
+	// assumed are no symlinks in the layers below (resolve.go).
+	assumedDirs []string
 }
 
 func newTree() *tree {
