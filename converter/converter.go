@@ -175,7 +175,7 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 
 	source, err := imageref.OpenSource(ctx, src, opts.SourceRegistry)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("source: %w", err)
 	}
 	images, skipped, err := source.Images(opts.Platforms, opts.AllPlatforms)
 	if err != nil {

@@ -84,7 +84,7 @@ Exit status 1 when any problem is found.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.Target, "target", "", "the Nydus image (required)")
 	f.StringVar(&opts.Source, "source", "", "the image it was converted from (enables the filesystem rule)")
-	f.StringVar(&platform, "platform", "", "platform of an index to check (default: the host's linux/<arch>)")
+	f.StringVar(&platform, "platform", "", "platform to check: picks from an index; a single-platform image must be it (default: the host's linux/<arch> from an index, a single image as it is)")
 	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")
 	f.BoolVar(&opts.TargetRegistry.Insecure, "target-insecure", false, "skip TLS certificate verification for the target registry")
 	f.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for both registries")

@@ -90,7 +90,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 	f.StringVar(&compressor, "compressor", "zstd", "chunk compression: none, lz4_block or zstd")
 	f.StringVar(&chunkSize, "fs-chunk-size", "0x100000", "chunk size, a power of two from 0x1000 to 0x1000000")
 	f.StringVar(&fsVersion, "fs-version", "6", "RAFS version; only 6 is supported")
-	f.StringVar(&platforms, "platform", "", "platforms to convert, e.g. linux/amd64,linux/arm64 (default: the host's linux/<arch>)")
+	f.StringVar(&platforms, "platform", "", "platforms to convert, e.g. linux/amd64,linux/arm64: picks from an index; a single-platform image must be one of them (default: the host's linux/<arch> from an index, a single image as it is)")
 	f.BoolVar(&opts.AllPlatforms, "all-platforms", false, "convert every platform of an index (attestation manifests are skipped)")
 	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")
 	f.BoolVar(&opts.TargetRegistry.Insecure, "target-insecure", false, "skip TLS certificate verification for the target registry")

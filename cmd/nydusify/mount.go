@@ -159,7 +159,7 @@ SIGINT or SIGTERM, then unmounts.`,
 	fl.BoolVar(&prefetch, "prefetch", false, "prefetch the prefetch table's files, or every chunk, in the background")
 	fl.IntVar(&prefetchWorkers, "prefetch-workers", 8, "backend requests in flight while prefetching")
 	fl.BoolVar(&hideXattrs, "hide-xattrs", false, "serve no extended attributes")
-	fl.StringVar(&platform, "platform", "", "platform of an index to mount (default: the host's linux/<arch>)")
+	fl.StringVar(&platform, "platform", "", "platform to mount: picks from an index; a single-platform image must be it (default: the host's linux/<arch> from an index, a single image as it is)")
 	fl.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for the --target registry")
 	fl.BoolVar(&opts.Registry.Insecure, "target-insecure", false, "skip TLS certificate verification for the --target registry")
 	fl.BoolVar(&opts.AllowOther, "allow-other", false, "let other users access the mount, with kernel permission checks")
