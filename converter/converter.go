@@ -1,7 +1,9 @@
 // Package converter turns an OCI or Docker image into a Nydus image: the
 // only package that knows the whole conversion flow.
 //
-// For each selected platform it streams every source layer, decompressed,
+// It first opens the source's manifests, refuses a source that is already Nydus, and
+// checks that the target takes a push (imageref.CheckTarget) before reading any layer.
+// For each selected platform it then streams every source layer, decompressed,
 // through rafsbuild.BuildLayer (in layer order, sharing a chunk dictionary
 // so each chunk is stored once per image) into a blob spilled to the work
 // directory, merges the layers' bootstraps with overlay rules, wraps blobs
@@ -184,6 +186,16 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	if len(images) == 0 {
 		return nil, fmt.Errorf("source %s has no manifest for the requested platforms", src)
 	}
+	for _, pi := range images {
+		if err := notNydus(pi); err != nil {
+			return nil, fmt.Errorf("source %s: %w", src, err)
+		}
+	}
+	// Nothing has read a layer yet: find out now, not after converting, whether the target
+	// takes the result.
+	if err := imageref.CheckTarget(ctx, dst, opts.TargetRegistry); err != nil {
+		return nil, err
+	}
 	rep := &Report{Source: src.String(), Target: dst.String()}
 	for _, d := range skipped {
 		rep.Skipped = append(rep.Skipped, d.Digest)
@@ -273,6 +285,25 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 		rep.DedupChunks += r.DedupChunks
 	}
 	return img, rep, nil
+}
+
+// ErrAlreadyNydus is wrapped by the error of a conversion whose source is a Nydus image.
+var ErrAlreadyNydus = errors.New("source is already a Nydus image; nothing to convert")
+
+// notNydus refuses a source image that is already Nydus: a Nydus blob layer, or a last layer
+// marked as a Nydus bootstrap (which is how nydus-snapshotter recognises one).
+func notNydus(pi imageref.PlatformImage) error {
+	m, err := pi.Image.Manifest()
+	if err != nil {
+		return fmt.Errorf("reading manifest: %w", err)
+	}
+	for i, l := range m.Layers {
+		if l.MediaType == packer.MediaTypeNydusBlob || l.Annotations[packer.AnnotationNydusBlob] == "true" ||
+			(i == len(m.Layers)-1 && l.Annotations[packer.AnnotationNydusBootstrap] == "true") {
+			return fmt.Errorf("platform %s: %w", platformString(pi.Platform), ErrAlreadyNydus)
+		}
+	}
+	return nil
 }
 
 func platformString(p v1.Platform) string {

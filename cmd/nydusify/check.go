@@ -50,6 +50,7 @@ Exit status 1 when any problem is found.`,
 				return err
 			}
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
+			noteLoopback(plainHTTP, opts.Target, opts.Source)
 			if opts.Mount {
 				// Causes of EIO through the mount go to the log as warnings.
 				opts.Logger = logrus.StandardLogger()
@@ -87,7 +88,7 @@ Exit status 1 when any problem is found.`,
 	f.StringVar(&platform, "platform", "", "platform to check: picks from an index; a single-platform image must be it (default: the host's linux/<arch> from an index, a single image as it is)")
 	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")
 	f.BoolVar(&opts.TargetRegistry.Insecure, "target-insecure", false, "skip TLS certificate verification for the target registry")
-	f.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for both registries")
+	f.BoolVar(&plainHTTP, "plain-http", false, "allow plain HTTP (no TLS) to both registries; loopback registries (localhost, 127.0.0.0/8, ::1) are allowed it without this flag")
 	f.StringSliceVar(&opts.IgnoreXattrs, "ignore-xattr", nil, "xattr names left out of the comparison (e.g. security.selinux)")
 	f.StringVar(&jsonPath, "output-json", "", "write the report as JSON to this file")
 	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for the bootstrap and blobs while checking (default: the system temp dir)")

@@ -36,7 +36,13 @@ Every layer streams into one Nydus blob carrying its own bootstrap; chunks
 repeated across layers are stored once. The layers' bootstraps are merged
 with overlay whiteout rules into the image bootstrap, shipped as the last
 layer. The manifest is published only after every blob and only when every
-platform converted. Plain HTTP is used only with --plain-http.`,
+platform converted. Before any layer is read, the target is checked to take a
+push (reachable, TLS or plain HTTP as allowed, credentials, an upload accepted).
+
+Registries are reached over HTTPS. Plain HTTP is allowed to loopback
+registries (localhost, *.localhost, 127.0.0.0/8, ::1) by convention, as
+go-containerregistry and containerd allow it, and to any other registry
+only with --plain-http.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -60,6 +66,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
 			opts.SourceRegistry.Retries, opts.TargetRegistry.Retries = retries, retries
 			opts.SourceRegistry.Jobs, opts.TargetRegistry.Jobs = opts.Concurrency, opts.Concurrency
+			noteLoopback(plainHTTP, opts.Source, opts.Target)
 			view := newProgressView()
 			opts.Build.Logger = logrus.StandardLogger()
 			opts.Build.Progress, opts.Build.ProgressInterval = view.bytes, view.interval()
@@ -94,7 +101,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 	f.BoolVar(&opts.AllPlatforms, "all-platforms", false, "convert every platform of an index (attestation manifests are skipped)")
 	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")
 	f.BoolVar(&opts.TargetRegistry.Insecure, "target-insecure", false, "skip TLS certificate verification for the target registry")
-	f.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for source and target registries")
+	f.BoolVar(&plainHTTP, "plain-http", false, "allow plain HTTP (no TLS) to source and target registries; loopback registries (localhost, 127.0.0.0/8, ::1) are allowed it without this flag")
 	f.StringVar(&outputJSON, "output-json", "", "write the conversion report (sizes, chunk and dedup counts, timings) to this file")
 	f.IntVar(&retries, "push-retry-count", 3, "retries of failed registry requests")
 	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for spilled layers and blobs (default: the system temp dir)")

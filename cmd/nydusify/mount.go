@@ -57,7 +57,7 @@ When the mount is usable, "mounted at DIR" is printed (with --json, a
 {"event":"ready",...} line) and READY=1 is sent to $NOTIFY_SOCKET for
 systemd Type=notify units. The command stays in the foreground until
 SIGINT or SIGTERM, then unmounts.`,
-		Example: `  nydusify mount --target localhost:5000/app:1.0-nydus --plain-http --mount-path ./mnt --prefetch
+		Example: `  nydusify mount --target registry.lan:5000/app:1.0-nydus --plain-http --mount-path ./mnt --prefetch
   nydusify mount --bootstrap out/app.meta --backend-type localfs --backend-config '{"dir":"out"}' --mount-path ./mnt
   nydusify mount --config nydusd.json --bootstrap app.meta --mount-path ./mnt`,
 		Args: cobra.NoArgs,
@@ -92,6 +92,9 @@ SIGINT or SIGTERM, then unmounts.`,
 				return err
 			}
 			opts.Registry.PlainHTTP = plainHTTP
+			if opts.Target != "" {
+				noteLoopback(plainHTTP, opts.Target)
+			}
 			// Causes of EIO and failed fetches go to the log as warnings.
 			opts.Logger = logrus.StandardLogger()
 
@@ -160,7 +163,7 @@ SIGINT or SIGTERM, then unmounts.`,
 	fl.IntVar(&prefetchWorkers, "prefetch-workers", 8, "backend requests in flight while prefetching")
 	fl.BoolVar(&hideXattrs, "hide-xattrs", false, "serve no extended attributes")
 	fl.StringVar(&platform, "platform", "", "platform to mount: picks from an index; a single-platform image must be it (default: the host's linux/<arch> from an index, a single image as it is)")
-	fl.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for the --target registry")
+	fl.BoolVar(&plainHTTP, "plain-http", false, "allow plain HTTP (no TLS) to the --target registry; a loopback registry (localhost, 127.0.0.0/8, ::1) is allowed it without this flag")
 	fl.BoolVar(&opts.Registry.Insecure, "target-insecure", false, "skip TLS certificate verification for the --target registry")
 	fl.BoolVar(&opts.AllowOther, "allow-other", false, "let other users access the mount, with kernel permission checks")
 	fl.BoolVar(&asJSON, "json", false, `print events as JSON lines: "ready", "prefetched", "unmounted"`)

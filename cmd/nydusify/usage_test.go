@@ -3,16 +3,28 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 )
 
 // platformImage returns a one-layer image (manifest and layer media types of the docker
@@ -99,5 +111,167 @@ func TestPlatformOfSingleManifest(t *testing.T) {
 	wantFailure(t, "mount --platform linux/arm64", r, "target: ", "single-platform image for linux/amd64", "no manifest for linux/arm64")
 	if strings.Contains(r.stderr, "source") {
 		t.Errorf("mount names the target a source: %q", r.stderr)
+	}
+}
+
+// runIn runs the binary as run does, in dir (if not "") with env added to the environment.
+func runIn(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	cmd.Run()
+	if cmd.ProcessState == nil {
+		t.Fatalf("running nydusify %v: did not start", args)
+	}
+	return result{stdout: so.String(), stderr: se.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// remoteRegistry serves ggcr's registry over plain HTTP on 127.0.0.1 with a forward proxy
+// in front, so that the binary, run with the returned env, reaches it as
+// "registry.example:PORT": a name that is not a loopback host, as a registry on another
+// machine would be. The proxy tunnels CONNECT (HTTPS) to the plain-HTTP server, which
+// answers the TLS handshake as an HTTP-only registry does, and forwards plain-HTTP requests.
+// Go never proxies loopback hosts, so other registries of the test are reached directly.
+func remoteRegistry(t *testing.T) (host string, env []string) {
+	t.Helper()
+	server := fx.StartRegistry(t, nil)
+	_, port, _ := net.SplitHostPort(server)
+	host = "registry.example:" + port
+	fwd := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: server})
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			fwd.ServeHTTP(w, r)
+			return
+		}
+		up, err := net.Dial("tcp", server)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+		go func() { io.Copy(up, conn); up.Close() }()
+		io.Copy(conn, up)
+		conn.Close()
+	}))
+	t.Cleanup(proxy.Close)
+	return host, []string{"HTTP_PROXY=" + proxy.URL, "HTTPS_PROXY=" + proxy.URL, "http_proxy=", "https_proxy=", "NO_PROXY=", "no_proxy="}
+}
+
+// countingRegistry serves ggcr's registry on 127.0.0.1 and counts the GET requests for
+// the blob *layer names (set before the first request).
+func countingRegistry(t *testing.T, layer *v1.Hash, gets *atomic.Int64) string {
+	t.Helper()
+	return fx.StartRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+layer.String()) {
+				gets.Add(1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+}
+
+// TestTargetCheckedFirst: convert finds out that the target will not take the image before
+// it reads a layer, and the error says how to fix it; the loopback rule is logged once.
+func TestTargetCheckedFirst(t *testing.T) {
+	var (
+		layerGets atomic.Int64
+		layer     v1.Hash
+	)
+	srcHost := countingRegistry(t, &layer, &layerGets)
+	img := platformImage(t, "amd64", false)
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if layer, err = layers[0].Digest(); err != nil {
+		t.Fatal(err)
+	}
+	srcRef := srcHost + "/src/app:v1"
+	if err := remote.Write(fx.MustRef(t, srcRef), img); err != nil {
+		t.Fatal(err)
+	}
+	remoteHost, env := remoteRegistry(t)
+	env = append(env, "DOCKER_CONFIG="+t.TempDir())
+
+	var closed net.Listener
+	closed, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedHost := closed.Addr().String()
+	closed.Close()
+	private := fx.StartRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+		})
+	})
+
+	for _, c := range []struct {
+		target string
+		wants  []string
+	}{
+		{remoteHost + "/dst:v1", []string{"http: server gave HTTP response to HTTPS client", "hint: the registry speaks plain HTTP, not HTTPS: add --plain-http"}},
+		{closedHost + "/dst:v1", []string{"connection refused", "hint: nothing accepts connections there"}},
+		{private + "/dst:v1", []string{"401", "hint: credentials come from the docker config", "docker login"}},
+		{"oci-archive:" + filepath.Join(t.TempDir(), "out.tar"), []string{"oci-archive is not supported as a target yet"}},
+	} {
+		layerGets.Store(0)
+		r := runIn(t, "", env, "convert", "--source", srcRef, "--target", c.target, "--push-retry-count", "0")
+		wantFailure(t, "convert to "+c.target, r, append(c.wants, "target ")...)
+		if n := layerGets.Load(); n != 0 {
+			t.Errorf("convert to %s read the source layer %d times before failing on the target", c.target, n)
+		}
+		if n := strings.Count(r.stderr, "is on a loopback host: plain HTTP is allowed to it without --plain-http"); n != 1 {
+			t.Errorf("convert to %s: the loopback rule is logged %d times, want once:\n%s", c.target, n, r.stderr)
+		}
+	}
+
+	// With --plain-http the same remote target takes the image, and the loopback note is not
+	// needed.
+	r := runIn(t, "", env, "convert", "--source", srcRef, "--target", remoteHost+"/dst:v1", "--plain-http")
+	if r.code != 0 {
+		t.Fatalf("convert --plain-http to %s: %s", remoteHost, r.stderr)
+	}
+	if strings.Contains(r.stderr, "loopback") {
+		t.Errorf("with --plain-http the loopback rule is still logged:\n%s", r.stderr)
+	}
+	if layerGets.Load() == 0 {
+		t.Error("the successful conversion read no layer: the count proves nothing")
+	}
+}
+
+// TestSourceMistakes: a path without its prefix, and an image that is already Nydus, get
+// an answer that says what to do.
+func TestSourceMistakes(t *testing.T) {
+	dir := t.TempDir()
+	writeLayout(t, filepath.Join(dir, "img"), "v1", platformImage(t, "amd64", false))
+	r := runIn(t, dir, nil, "convert", "--source", "./img", "--target", "oci:out")
+	wantFailure(t, "convert --source ./img", r, `"./img" is a local OCI image layout directory`, "use oci:./img")
+	if strings.Contains(r.stderr, "lookup") || strings.Contains(r.stderr, "dial") {
+		t.Errorf("convert --source ./img went to the network: %q", r.stderr)
+	}
+	r = runIn(t, dir, nil, "check", "--target", "./img")
+	wantFailure(t, "check --target ./img", r, "target: ", "use oci:./img")
+
+	if r := runIn(t, dir, nil, "convert", "--source", "oci:img:v1", "--target", "oci:nydus:v1"); r.code != 0 {
+		t.Fatalf("convert: %s", r.stderr)
+	}
+	r = runIn(t, dir, nil, "convert", "--source", "oci:nydus:v1", "--target", "oci:again:v1")
+	wantFailure(t, "converting a Nydus image", r, "source is already a Nydus image; nothing to convert")
+	if strings.Contains(r.stderr, "tar") {
+		t.Errorf("converting a Nydus image: %q", r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "again")); !os.IsNotExist(err) {
+		t.Errorf("converting a Nydus image left a target behind: %v", err)
 	}
 }
