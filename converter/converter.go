@@ -7,7 +7,8 @@
 // through rafsbuild.BuildLayer (in layer order, sharing a chunk dictionary
 // so each chunk is stored once per image) into a blob spilled to the work
 // directory, merges the layers' bootstraps with overlay rules, wraps blobs
-// and bootstrap as an OCI image (packer) and publishes it last, after every
+// and bootstrap as an OCI image (packer; OCI media types whatever the
+// source's family) and publishes it last, after every
 // platform converted: a failed or interrupted conversion publishes nothing.
 package converter
 
@@ -269,7 +270,10 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 			Meta:   cl.layer.BlobMeta,
 		})
 	}
-	img, err := packer.Image(pi, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work})
+	// Always OCI (upstream's --oci): a Nydus blob layer's media type is an OCI one, and a
+	// docker schema 2 manifest holding it is refused by skopeo and containers/image
+	// ("unsupported docker v2s2 media type"), so a docker source's family cannot be kept.
+	img, err := packer.Image(pi, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work, OCI: true})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -19,7 +20,7 @@ func newConvertCmd() *cobra.Command {
 		opts                             converter.Options
 		compressor, chunkSize, platforms string
 		fsVersion, outputJSON            string
-		plainHTTP                        bool
+		plainHTTP, oci, dockerV2         bool
 		retries                          int
 	)
 	var prefetchPatterns func(io.Reader) ([]string, error) // set with the flags below
@@ -33,7 +34,9 @@ docker-archive:FILE[:REF] (docker save). Targets: a registry reference or
 oci:DIR[:TAG]. Credentials come from the docker config ($DOCKER_CONFIG).
 
 Every layer streams into one Nydus blob carrying its own bootstrap; chunks
-repeated across layers are stored once. The layers' bootstraps are merged
+repeated across layers are stored once. The image has OCI media types even
+for a Docker source, as with upstream's --oci (a Docker v2 manifest holding
+Nydus blob layers is refused by skopeo). The layers' bootstraps are merged
 with overlay whiteout rules into the image bootstrap, shipped as the last
 layer. The manifest is published only after every blob and only when every
 platform converted. Before any layer is read, the target is checked to take a
@@ -46,6 +49,10 @@ only with --plain-http.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
+			if !oci {
+				return errors.New("--oci=false is not supported: every image nydusify publishes has OCI media types, " +
+					"since a docker v2 manifest holding Nydus blob layers (an OCI media type) is refused by skopeo and containers/image")
+			}
 			if fsVersion != "6" {
 				return fmt.Errorf("--fs-version %s is not supported yet: only RAFS v6", fsVersion)
 			}
@@ -107,5 +114,8 @@ only with --plain-http.`,
 	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for spilled layers and blobs (default: the system temp dir)")
 	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
+	f.BoolVar(&oci, "oci", true, "OCI media types for manifest, config, bootstrap layer and index, whatever the source's (always on: a docker v2 manifest cannot carry Nydus blob layers readably)")
+	f.BoolVar(&dockerV2, "docker-v2-format", false, "deprecated, has no effect")
+	f.MarkDeprecated("docker-v2-format", "it has no effect, as in upstream nydusify; the image always has OCI media types (see --oci)")
 	return cmd
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	fx "github.com/nydus-go/nydusify/internal/imagefixture"
+	"github.com/nydus-go/nydusify/internal/testenv"
 )
 
 // platformImage returns a one-layer image (manifest and layer media types of the docker
@@ -273,5 +275,48 @@ func TestSourceMistakes(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "again")); !os.IsNotExist(err) {
 		t.Errorf("converting a Nydus image left a target behind: %v", err)
+	}
+}
+
+// TestConvertOCI: a Docker-typed source gives an image of OCI media types, which skopeo
+// reads (it refuses a docker v2 manifest holding Nydus blob layers); --oci is accepted,
+// --oci=false refused, and --docker-v2-format accepted with a deprecation warning.
+func TestConvertOCI(t *testing.T) {
+	skopeo := testenv.RequireTool(t, "skopeo")
+	host := fx.StartRegistry(t, nil)
+	src := host + "/docker/app:v1"
+	if err := remote.Write(fx.MustRef(t, src), platformImage(t, "amd64", true)); err != nil {
+		t.Fatal(err)
+	}
+	for i, extra := range [][]string{nil, {"--oci"}, {"--docker-v2-format"}} {
+		target := host + "/nydus/app:v" + string(rune('1'+i))
+		r := run(t, nil, append([]string{"convert", "--source", src, "--target", target}, extra...)...)
+		if r.code != 0 {
+			t.Fatalf("convert %v: %s", extra, r.stderr)
+		}
+		if deprecated := strings.Contains(r.stderr, "--docker-v2-format has been deprecated"); deprecated != (len(extra) == 1 && extra[0] == "--docker-v2-format") {
+			t.Errorf("convert %v: deprecation warning %v:\n%s", extra, deprecated, r.stderr)
+		}
+		out, err := exec.Command(skopeo, "inspect", "--tls-verify=false", "docker://"+target).CombinedOutput()
+		if err != nil {
+			t.Errorf("convert %v: skopeo inspect: %v\n%s", extra, err, out)
+		}
+		raw, err := exec.Command(skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+target).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m v1.Manifest
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.MediaType != "application/vnd.oci.image.manifest.v1+json" || m.Config.MediaType != "application/vnd.oci.image.config.v1+json" ||
+			len(m.Layers) != 2 || m.Layers[1].MediaType != "application/vnd.oci.image.layer.v1.tar+gzip" {
+			t.Errorf("convert %v: manifest is not OCI through and through:\n%s", extra, raw)
+		}
+	}
+	r := run(t, nil, "convert", "--source", src, "--target", host+"/nydus/app:no", "--oci=false")
+	wantFailure(t, "convert --oci=false", r, "--oci=false is not supported", "skopeo")
+	if r := run(t, nil, "convert", "--help"); strings.Contains(r.stdout, "docker-v2-format") || !strings.Contains(r.stdout, "--oci") {
+		t.Errorf("convert --help shows the deprecated flag, or not --oci:\n%s", r.stdout)
 	}
 }
