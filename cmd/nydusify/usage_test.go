@@ -320,3 +320,18 @@ func TestConvertOCI(t *testing.T) {
 		t.Errorf("convert --help shows the deprecated flag, or not --oci:\n%s", r.stdout)
 	}
 }
+
+// TestMountHelpXattrs: mount --help states the xattr rule for both cases, as FlagConfig
+// applies it (imagemount's TestFlagConfig holds each case).
+func TestMountHelpXattrs(t *testing.T) {
+	r := run(t, nil, "mount", "--help")
+	for _, want := range []string{
+		"without --config  shown, unless --hide-xattrs is given",
+		`with --config     shown only when the file sets "enable_xattr": true`,
+		"--hide-xattrs hides them, --hide-xattrs=false shows",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("mount --help lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
