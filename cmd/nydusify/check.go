@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -76,9 +77,14 @@ Exit status 1 when any problem is found.`,
 			}
 			how := ""
 			if rep.Mounted {
-				how = " through a FUSE mount"
+				how = ", read through a FUSE mount"
 			}
-			logrus.Infof("%s passed rules %v (%d paths compared%s)", rep.Target, rep.Rules, rep.Files, how)
+			if rep.Source != "" {
+				fmt.Printf("check passed: %s equals its source %s (rules %s; %d paths compared%s)\n",
+					rep.Target, rep.Source, strings.Join(rep.Rules, ", "), rep.Files, how)
+			} else {
+				fmt.Printf("check passed: %s is a valid Nydus image (rules %s)\n", rep.Target, strings.Join(rep.Rules, ", "))
+			}
 			return nil
 		},
 	}

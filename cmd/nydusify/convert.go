@@ -83,7 +83,7 @@ only with --plain-http.`,
 			if err != nil {
 				return err
 			}
-			logrus.Infof("converted %s to %s (%s)", rep.Source, rep.Target, rep.Digest)
+			writeConvertSummary(cmd.OutOrStdout(), rep)
 			if outputJSON != "" {
 				data, err := json.MarshalIndent(rep, "", "  ")
 				if err != nil {
