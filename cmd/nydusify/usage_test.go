@@ -335,3 +335,70 @@ func TestMountHelpXattrs(t *testing.T) {
 		}
 	}
 }
+
+// TestHumanSummaries: build, convert and check tell a person what they did, with units,
+// on stdout; the JSON reports stay as they are. The tree holds two equal 1 MiB files: 2 MiB
+// of data in two 1 MiB chunks, one a repeat.
+func TestHumanSummaries(t *testing.T) {
+	dir := t.TempDir()
+	mib := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	tree := filepath.Join(dir, "tree")
+	os.Mkdir(tree, 0o755)
+	for _, n := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(tree, n), mib, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := run(t, nil, "build", "--source-dir", tree, "--output-dir", filepath.Join(dir, "out"), "--name", "app")
+	if r.code != 0 {
+		t.Fatalf("build: %s", r.stderr)
+	}
+	for _, want := range []string{
+		"built " + filepath.Join(dir, "out", "app.meta") + " (RAFS v6, zstd, 1 MiB chunks, blake3 digests)",
+		"tree       3 entries, 2 regular files, 2.0 MiB of file data",
+		"dedup      1 of 2 chunks were repeats, stored once (1.0 MiB saved)",
+		"MiB/s of file data",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("build summary lacks %q:\n%s", want, r.stdout)
+		}
+	}
+
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	for _, n := range []string{"a", "b"} {
+		tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(mib)), Typeflag: tar.TypeReg})
+		tw.Write(mib)
+	}
+	tw.Close()
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), static.NewLayer(layer.Bytes(), types.OCIUncompressedLayer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := writeLayout(t, filepath.Join(dir, "src"), "v1", img)
+	dst := "oci:" + filepath.Join(dir, "dst") + ":v1"
+	report := filepath.Join(dir, "convert.json")
+	r = run(t, nil, "convert", "--source", src, "--target", dst, "--output-json", report)
+	if r.code != 0 {
+		t.Fatalf("convert: %s", r.stderr)
+	}
+	for _, want := range []string{
+		"converted " + src + " to " + dst,
+		"(OCI image manifest)",
+		"1 layer: 2.0 MiB of source layers (compressed) became ",
+		"2.0 MiB of file data in 2 chunks, 1 of them repeats stored once",
+		"MiB/s of file data",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("convert summary lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	data, err := os.ReadFile(report)
+	if err != nil || !json.Valid(data) || !strings.Contains(string(data), `"dedup_chunks": 1`) {
+		t.Errorf("--output-json: %s (%v)", data, err)
+	}
+	r = run(t, nil, "check", "--target", dst, "--source", src)
+	if want := "check passed: " + dst + " equals its source " + src + " (rules manifest, bootstrap, filesystem; 3 paths compared)"; r.code != 0 || !strings.Contains(r.stdout, want) {
+		t.Errorf("check: exit %d, stdout %q, want %q", r.code, r.stdout, want)
+	}
+}
