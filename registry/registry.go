@@ -1,7 +1,9 @@
 // Package registry is the place images live in a registry: it opens an image or index by
 // reference and pushes one, with go-containerregistry's remote package under our settings
 // (TLS, credentials from the docker config, retries, upload jobs, and no plain HTTP unless
-// allowed). It speaks ggcr's v1.Image and v1.ImageIndex and knows nothing of Nydus.
+// allowed or to a loopback host, see [Options.PlainHTTP]), and checks before a push that one
+// would be accepted ([CheckPush]). It speaks ggcr's v1.Image and v1.ImageIndex and knows
+// nothing of Nydus.
 //
 // Reading fetches the manifest or index only; configs and layers are fetched when a caller
 // asks for them, and verified against their digests by ggcr as they stream. Pushing writes
