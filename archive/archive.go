@@ -34,6 +34,19 @@ func OpenOCI(file, tag string) (v1.Descriptor, layout.Artifact, error) {
 	return layout.OpenFS(s, tag)
 }
 
+// Formats reports which archive formats file holds: an OCI archive (the tar has an
+// index.json) and a docker save tarball (it has a manifest.json). Docker 25 and later write
+// both into one tar. Only the tar headers are read; a compressed file is an error.
+func Formats(file string) (oci, docker bool, err error) {
+	s, err := indexTar(file)
+	if err != nil {
+		return false, false, err
+	}
+	_, oci = s.entries["index.json"]
+	_, docker = s.entries["manifest.json"]
+	return oci, docker, nil
+}
+
 // tarFS reads the files of an uncompressed tar in place: indexing records where each
 // file's data starts, and Open reads that byte range through a fresh file handle, so nothing
 // is extracted and any number of files can be read at once.

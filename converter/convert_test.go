@@ -293,9 +293,17 @@ func TestConvertRegistry(t *testing.T) {
 			}
 			// Upstream's media types and annotation keys, written out as
 			// nydus-snapshotter and nydusify spell them (not our constants):
-			// every blob layer, and a gzip bootstrap layer last.
-			bootMT := map[bool]types.MediaType{true: "application/vnd.oci.image.layer.v1.tar+gzip",
-				false: "application/vnd.docker.image.rootfs.diff.tar.gzip"}[oci]
+			// every blob layer, and a gzip bootstrap layer last; OCI manifest
+			// and config types whatever the source's, as upstream's --oci.
+			bootMT := types.MediaType("application/vnd.oci.image.layer.v1.tar+gzip")
+			if m.MediaType != "application/vnd.oci.image.manifest.v1+json" || m.Config.MediaType != "application/vnd.oci.image.config.v1+json" {
+				t.Errorf("manifest %s, config %s; want OCI types", m.MediaType, m.Config.MediaType)
+			}
+			// skopeo reads it, not only as raw bytes (it refuses a docker v2
+			// manifest holding Nydus blob layers).
+			if out, err := exec.Command(skopeo, "inspect", "--tls-verify=false", "docker://"+target).CombinedOutput(); err != nil {
+				t.Errorf("skopeo inspect: %v\n%s", err, out)
+			}
 			if len(m.Layers) != 4 {
 				t.Fatalf("%d layers in the manifest as skopeo reads it:\n%s", len(m.Layers), out)
 			}

@@ -1,11 +1,14 @@
 // Package converter turns an OCI or Docker image into a Nydus image: the
 // only package that knows the whole conversion flow.
 //
-// For each selected platform it streams every source layer, decompressed,
+// It first opens the source's manifests, refuses a source that is already Nydus, and
+// checks that the target takes a push (imageref.CheckTarget) before reading any layer.
+// For each selected platform it then streams every source layer, decompressed,
 // through rafsbuild.BuildLayer (in layer order, sharing a chunk dictionary
 // so each chunk is stored once per image) into a blob spilled to the work
 // directory, merges the layers' bootstraps with overlay rules, wraps blobs
-// and bootstrap as an OCI image (packer) and publishes it last, after every
+// and bootstrap as an OCI image (packer; OCI media types whatever the
+// source's family) and publishes it last, after every
 // platform converted: a failed or interrupted conversion publishes nothing.
 package converter
 
@@ -175,7 +178,7 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 
 	source, err := imageref.OpenSource(ctx, src, opts.SourceRegistry)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("source: %w", err)
 	}
 	images, skipped, err := source.Images(opts.Platforms, opts.AllPlatforms)
 	if err != nil {
@@ -183,6 +186,16 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if len(images) == 0 {
 		return nil, fmt.Errorf("source %s has no manifest for the requested platforms", src)
+	}
+	for _, pi := range images {
+		if err := notNydus(pi); err != nil {
+			return nil, fmt.Errorf("source %s: %w", src, err)
+		}
+	}
+	// Nothing has read a layer yet: find out now, not after converting, whether the target
+	// takes the result.
+	if err := imageref.CheckTarget(ctx, dst, opts.TargetRegistry); err != nil {
+		return nil, err
 	}
 	rep := &Report{Source: src.String(), Target: dst.String()}
 	for _, d := range skipped {
@@ -257,7 +270,10 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 			Meta:   cl.layer.BlobMeta,
 		})
 	}
-	img, err := packer.Image(packer.Source{Image: pi.Image, Descriptor: pi.Descriptor}, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work})
+	// Always OCI (upstream's --oci): a Nydus blob layer's media type is an OCI one, and a
+	// docker schema 2 manifest holding it is refused by skopeo and containers/image
+	// ("unsupported docker v2s2 media type"), so a docker source's family cannot be kept.
+	img, err := packer.Image(packer.Source{Image: pi.Image, Descriptor: pi.Descriptor}, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work, OCI: true})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -273,6 +289,25 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 		rep.DedupChunks += r.DedupChunks
 	}
 	return img, rep, nil
+}
+
+// ErrAlreadyNydus is wrapped by the error of a conversion whose source is a Nydus image.
+var ErrAlreadyNydus = errors.New("source is already a Nydus image; nothing to convert")
+
+// notNydus refuses a source image that is already Nydus: a Nydus blob layer, or a last layer
+// marked as a Nydus bootstrap (which is how nydus-snapshotter recognises one).
+func notNydus(pi imageref.PlatformImage) error {
+	m, err := pi.Image.Manifest()
+	if err != nil {
+		return fmt.Errorf("reading manifest: %w", err)
+	}
+	for i, l := range m.Layers {
+		if l.MediaType == packer.MediaTypeNydusBlob || l.Annotations[packer.AnnotationNydusBlob] == "true" ||
+			(i == len(m.Layers)-1 && l.Annotations[packer.AnnotationNydusBootstrap] == "true") {
+			return fmt.Errorf("platform %s: %w", platformString(pi.Platform), ErrAlreadyNydus)
+		}
+	}
+	return nil
 }
 
 func platformString(p v1.Platform) string {

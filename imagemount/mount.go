@@ -142,7 +142,7 @@ func Start(ctx context.Context, opts Options) (_ *Mount, err error) {
 	if opts.Target != "" {
 		m.info.Bootstrap = filepath.Join(work, "image.boot")
 		if be, err = pullBootstrap(ctx, opts, m.info.Bootstrap); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("target: %w", err)
 		}
 	}
 	if cfg.Backend.Type != "" {

@@ -4,7 +4,8 @@
 // layout, archive), and selects from an opened source, a single manifest or an index, the
 // platform images to convert.
 //
-// It holds no I/O of its own: adding a place means a package for it plus a case here.
+// It holds no I/O of its own (but for looking at a path given without a prefix, to say
+// which prefix it needs): adding a place means a package for it plus a case here.
 // Opening a source reads its manifests and configs; a layer is read only when a caller
 // opens it. It knows nothing of Nydus.
 package imageref

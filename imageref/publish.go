@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -47,4 +51,51 @@ func Publish(ctx context.Context, target Ref, a artifact, opts registry.Options)
 		return v1.Descriptor{}, fmt.Errorf("publishing to %s: %w", target, err)
 	}
 	return desc, nil
+}
+
+// CheckTarget checks, before anything is built for it, that [Publish] can write to target,
+// so a conversion fails in seconds rather than after every layer was read:
+//
+//   - Registry ([registry.CheckPush]): the registry answers as opts allow (HTTPS, or plain
+//     HTTP), the credentials may push, and the repository accepts the start of an upload.
+//   - OCILayout: target.Path is a writable directory, or can be created as one (its nearest
+//     existing parent is a writable directory).
+//   - Archives: refused, as Publish refuses them.
+//
+// Nothing is written.
+func CheckTarget(ctx context.Context, target Ref, opts registry.Options) error {
+	var err error
+	switch target.Kind {
+	case Registry:
+		err = registry.CheckPush(ctx, target.Name, opts)
+	case OCILayout:
+		err = checkWritableDir(target.Path)
+	default:
+		err = fmt.Errorf("%s is not supported as a target yet", target.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("target %s: %w", target, err)
+	}
+	return nil
+}
+
+// checkWritableDir checks that dir is a writable directory or that its nearest existing
+// parent is one, so that it can be created.
+func checkWritableDir(dir string) error {
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) && filepath.Dir(p) != p {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", p)
+		}
+		if err := unix.Access(p, unix.W_OK|unix.X_OK); err != nil {
+			return fmt.Errorf("%s is not writable: %w", p, err)
+		}
+		return nil
+	}
 }

@@ -2,6 +2,8 @@ package imageref
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -55,5 +57,49 @@ func TestPublishErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "publishing to ") {
 			t.Errorf("%s: %v, want error containing %q", tc.name, err, tc.wantErr)
 		}
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	fx.WriteFile(t, file, []byte("x"))
+	host := fx.StartRegistry(t, nil)
+	for _, target := range []Ref{
+		{Kind: Registry, Name: host + "/dst:v1"},
+		{Kind: OCILayout, Path: dir},
+		{Kind: OCILayout, Path: filepath.Join(dir, "new", "deeper")},
+	} {
+		if err := CheckTarget(ctx, target, registry.Options{}); err != nil {
+			t.Errorf("CheckTarget(%s): %v", target, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !os.IsNotExist(err) {
+		t.Errorf("CheckTarget created the layout directory: %v", err)
+	}
+	for _, tc := range []struct {
+		target  Ref
+		wantErr string
+	}{
+		{Ref{Kind: OCILayout, Path: file}, "is not a directory"},
+		{Ref{Kind: OCILayout, Path: filepath.Join(file, "below")}, "not a directory"},
+		{Ref{Kind: OCIArchive, Path: "x.tar"}, "oci-archive is not supported as a target yet"},
+		{Ref{Kind: Registry, Name: "127.0.0.1:1/dst:v1"}, "connection refused"},
+	} {
+		err := CheckTarget(ctx, tc.target, registry.Options{Retries: -1})
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "target ") {
+			t.Errorf("CheckTarget(%s) = %v, want error containing %q", tc.target, err, tc.wantErr)
+		}
+	}
+	if os.Geteuid() == 0 {
+		return // root writes anywhere
+	}
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckTarget(ctx, Ref{Kind: OCILayout, Path: filepath.Join(ro, "x")}, registry.Options{}); err == nil || !strings.Contains(err.Error(), "not writable") {
+		t.Errorf("CheckTarget below a read-only directory = %v", err)
 	}
 }

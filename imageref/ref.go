@@ -3,9 +3,13 @@ package imageref
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/nydus-go/nydusify/archive"
 )
 
 // Kind says where an image lives.
@@ -52,6 +56,11 @@ type Ref struct {
 //	docker-archive:FILE[:REF]  a "docker save" tarball; REF is one of its repo:tag names
 //	anything else              a registry reference: "host[:port]/repo[:tag]" or "…@sha256:…"
 //
+// A reference that starts as a file path does ("/", "./", "../", "~/", or just "." or "..")
+// is never a registry reference, whose first part is a host: it is an error that says what
+// is at that path and which prefix reads it (this reads the path's file type, and a file's
+// tar headers).
+//
 // For the first three the path ends at the first ':' after the prefix, so paths containing
 // ':' are not supported; whatever follows is the name inside. A registry host literally
 // called "oci", "oci-archive" or "docker-archive" must therefore be written with a domain.
@@ -79,6 +88,9 @@ func Parse(s string) (Ref, error) {
 	}
 	if s == "" {
 		return Ref{}, errors.New("parsing image reference: empty")
+	}
+	if looksLikePath(s) {
+		return Ref{}, localPathError(s)
 	}
 	if _, err := name.ParseReference(s); err != nil {
 		return Ref{}, fmt.Errorf("parsing image reference %q: %w", s, err)
@@ -127,4 +139,39 @@ func (r Ref) WithSuffix(suffix string) (Ref, error) {
 		return Ref{}, fmt.Errorf("adding tag suffix %q to %s: %w", suffix, r.Name, err)
 	}
 	return Ref{Kind: Registry, Name: target}, nil
+}
+
+// looksLikePath reports whether s is written as a file path: no registry reference starts
+// with "/" or ".", and "~/" is a shell's home that was not expanded.
+func looksLikePath(s string) bool {
+	return s == "." || s == ".." || strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") ||
+		strings.HasPrefix(s, "../") || strings.HasPrefix(s, "~/")
+}
+
+// localPathError explains a reference written as the path p: what is there, and the prefix
+// that reads it as an image.
+func localPathError(p string) error {
+	const how = "; a registry reference looks like host[:port]/repo[:tag], and a local image is named oci:DIR, oci-archive:FILE or docker-archive:FILE"
+	fi, err := os.Stat(p)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is written as a local path, but %v%s", p, err, how)
+	case fi.IsDir():
+		if _, err := os.Stat(filepath.Join(p, "index.json")); err == nil {
+			return fmt.Errorf("%q is a local OCI image layout directory, not an image reference: use oci:%s (oci:%s:TAG to pick a tag)", p, p, p)
+		}
+		return fmt.Errorf("%q is a local directory but not an OCI image layout (it has no index.json)%s", p, how)
+	}
+	oci, docker, err := archive.Formats(p)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is a local file, but not an image archive (%v)%s", p, err, how)
+	case oci && docker:
+		return fmt.Errorf("%q is a local image archive, not an image reference: use oci-archive:%s or docker-archive:%s", p, p, p)
+	case oci:
+		return fmt.Errorf("%q is a local OCI archive, not an image reference: use oci-archive:%s", p, p)
+	case docker:
+		return fmt.Errorf("%q is a local docker save archive, not an image reference: use docker-archive:%s", p, p)
+	}
+	return fmt.Errorf("%q is a local tar file, but neither an OCI archive (no index.json) nor a docker save archive (no manifest.json)%s", p, how)
 }

@@ -1,8 +1,11 @@
 package imageref
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 )
 
 func TestParse(t *testing.T) {
@@ -89,5 +92,47 @@ func TestWithSuffix(t *testing.T) {
 		if err != nil || got != (Ref{Kind: Registry, Name: tc.want}) {
 			t.Errorf("%q.WithSuffix(%q) = %+v, %v; want %q", tc.in, tc.suffix, got, err, tc.want)
 		}
+	}
+}
+
+// A reference written as a path says what is there and which prefix reads it.
+func TestParseLocalPath(t *testing.T) {
+	dir, _, _ := fx.WriteLayout(t)
+	ociTar := filepath.Join(t.TempDir(), "oci.tar")
+	fx.TarDir(t, dir, ociTar)
+	dockerTar := filepath.Join(t.TempDir(), "docker.tar")
+	fx.WriteFile(t, dockerTar, fx.Tar(t, map[string]string{"manifest.json": "[]"}))
+	bothTar := filepath.Join(t.TempDir(), "both.tar")
+	fx.WriteFile(t, bothTar, fx.Tar(t, map[string]string{"manifest.json": "[]", "index.json": "{}"}))
+	otherTar := filepath.Join(t.TempDir(), "other.tar")
+	fx.WriteFile(t, otherTar, fx.Tar(t, map[string]string{"hello": "world"}))
+	notTar := filepath.Join(t.TempDir(), "notes.txt")
+	fx.WriteFile(t, notTar, []byte("not a tar"))
+	emptyDir := t.TempDir()
+	t.Chdir(filepath.Dir(dir))
+	rel := "./" + filepath.Base(dir)
+	for in, want := range map[string]string{
+		rel:         "is a local OCI image layout directory, not an image reference: use oci:" + rel,
+		dir:         "use oci:" + dir,
+		ociTar:      "is a local OCI archive, not an image reference: use oci-archive:" + ociTar,
+		dockerTar:   "is a local docker save archive, not an image reference: use docker-archive:" + dockerTar,
+		bothTar:     "use oci-archive:" + bothTar + " or docker-archive:" + bothTar,
+		otherTar:    "neither an OCI archive (no index.json) nor a docker save archive",
+		notTar:      "is a local file, but not an image archive",
+		emptyDir:    "is a local directory but not an OCI image layout (it has no index.json)",
+		"./missing": `"./missing" is written as a local path, but stat ./missing: no such file or directory`,
+		".":         "is a local directory",
+		"~/img":     "is written as a local path",
+		"../" + filepath.Base(filepath.Dir(dir)) + "/" + filepath.Base(dir): "use oci:../",
+	} {
+		_, err := Parse(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want error containing %q", in, err, want)
+		}
+	}
+	// A name that is also a local file stays a registry reference: "ubuntu" is a repository.
+	fx.WriteFile(t, "ubuntu", []byte("x"))
+	if r, err := Parse("ubuntu"); err != nil || r.Kind != Registry {
+		t.Errorf("Parse(ubuntu) = %+v, %v; want the registry reference", r, err)
 	}
 }

@@ -58,7 +58,7 @@ func OpenSource(ctx context.Context, ref Ref, opts registry.Options) (*Source, e
 		err = fmt.Errorf("unknown kind %s", ref.Kind)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening source %s: %w", ref, err)
+		return nil, fmt.Errorf("opening %s: %w", ref, err)
 	}
 	src := &Source{desc: desc}
 	switch a := a.(type) {
@@ -67,7 +67,7 @@ func OpenSource(ctx context.Context, ref Ref, opts registry.Options) (*Source, e
 	case v1.Image:
 		src.image = a
 	default:
-		return nil, fmt.Errorf("opening source %s: %T is neither an image nor an index", ref, a)
+		return nil, fmt.Errorf("opening %s: %T is neither an image nor an index", ref, a)
 	}
 	return src, nil
 }
@@ -95,8 +95,12 @@ type PlatformImage struct {
 
 // Images returns the platform images to convert, in index order.
 //
-// For a single manifest it returns that image whatever platforms asks, with the platform
-// its config declares (which may be empty).
+// For a single manifest it returns that image, with the platform its config declares. A
+// single manifest is the image its reference names, whichever platform that is, so nil
+// platforms (the host's default) take it as it is. Explicit platforms must match what the
+// config declares: a single-platform linux/amd64 image asked for linux/arm64 is an error
+// naming linux/amd64, never silently converted. A config that declares no platform (no os
+// and architecture) says nothing to contradict, so it is taken for any platform.
 //
 // For an index: with all set, every image manifest; otherwise those matching platforms, and
 // with platforms nil the host's "linux/<GOARCH>". A platform without a variant matches any
@@ -113,6 +117,11 @@ func (s *Source) Images(platforms []v1.Platform, all bool) (images []PlatformIma
 		p, err := configPlatform(s.image)
 		if err != nil {
 			return nil, nil, err
+		}
+		if len(platforms) > 0 && p.OS != "" && p.Architecture != "" &&
+			!slices.ContainsFunc(platforms, func(want v1.Platform) bool { return platformMatches(want, p) }) {
+			return nil, nil, fmt.Errorf("selecting images: %s is a single-platform image for %s; it has no manifest for %s",
+				s.desc.Digest, p, platformList(platforms))
 		}
 		desc := s.desc
 		desc.Platform = &p

@@ -157,12 +157,21 @@ func TestOpenSourceRegistrySingleManifest(t *testing.T) {
 		if src.IsIndex() || src.MediaType() != wantMT {
 			t.Errorf("oci=%v: index=%v media type %s, want a %s manifest", oci, src.IsIndex(), src.MediaType(), wantMT)
 		}
-		// A single manifest is returned whatever the platforms ask.
-		imgs, skipped, err := src.Images([]v1.Platform{fx.AMD64}, false)
-		if err != nil || len(skipped) != 0 {
-			t.Fatalf("oci=%v: Images: %v, skipped %v", oci, err, skipped)
+		// A single manifest is returned for the default (host) platform, and for any list
+		// holding its platform (arm64 without a variant is arm64/v8).
+		for _, platforms := range [][]v1.Platform{nil, {{OS: "linux", Architecture: "arm64"}}, {fx.AMD64, fx.ARM64}} {
+			imgs, skipped, err := src.Images(platforms, false)
+			if err != nil || len(skipped) != 0 {
+				t.Fatalf("oci=%v: Images(%v): %v, skipped %v", oci, platforms, err, skipped)
+			}
+			checkImages(t, imgs, img)
 		}
-		checkImages(t, imgs, img)
+		// An explicit platform it is not is an error naming the one it is.
+		_, _, err = src.Images([]v1.Platform{fx.AMD64}, false)
+		want := "is a single-platform image for linux/arm64/v8; it has no manifest for linux/amd64"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("oci=%v: Images(linux/amd64) of an arm64 image = %v, want error containing %q", oci, err, want)
+		}
 	}
 }
 

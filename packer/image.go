@@ -45,6 +45,11 @@ type Options struct {
 	// image reads that file, so it must outlive the image's use; removing it (with WorkDir)
 	// is the caller's job.
 	WorkDir string
+	// OCI gives the image OCI media types whatever the source's family, as upstream's
+	// --oci does: manifest application/vnd.oci.image.manifest.v1+json, config
+	// application/vnd.oci.image.config.v1+json, bootstrap layer the OCI gzip layer type.
+	// False keeps the source manifest's family (and its config's media type).
+	OCI bool
 }
 
 // Source is the source image of one platform as the converter resolved it:
@@ -65,12 +70,13 @@ type Source struct {
 //     directory "image/" (0755), [BootstrapName] (0444) and each blob's Meta as
 //     "image/<digest hex>.blob.meta" (0444), headers without owner, group or time as
 //     nydus-snapshotter's packToTar writes them, so the same build gives the same bytes; its
-//     media type is [BootstrapMediaType] of the source manifest's;
+//     media type is [BootstrapMediaType] of the manifest's;
 //   - config: the source config unchanged (unknown fields included) but for rootfs.diff_ids,
 //     which become the blob digests (a blob is its own diff) then the bootstrap tar's digest,
 //     and one history entry {created_by: "Nydus Converter", comment: "Nydus Bootstrap Layer"}
-//     appended to the existing ones; its descriptor keeps the source config media type;
-//   - manifest: the source's media type, with annotations [AnnotationSourceDigest] (the
+//     appended to the existing ones; its descriptor keeps the source config media type
+//     (with opts.OCI, the OCI config type);
+//   - manifest: the source's media type (with opts.OCI, the OCI manifest type), with annotations [AnnotationSourceDigest] (the
 //     source manifest digest), [AnnotationSourceReference] and [AnnotationFSVersion].
 //
 // src is the source image of one platform: its Descriptor gives the source manifest's media
@@ -91,16 +97,20 @@ func Image(src Source, build Build, opts Options) (v1.Image, error) {
 			metas = append(metas, namedFile{name: b.Digest.Hex + blobMetaSuffix, data: b.Meta})
 		}
 	}
-	boot, err := bootstrapLayer(build.Bootstrap, metas, BootstrapMediaType(src.Descriptor.MediaType), opts.WorkDir)
+	mediaType := src.Descriptor.MediaType
+	if opts.OCI {
+		mediaType = types.OCIManifestSchema1
+	}
+	boot, err := bootstrapLayer(build.Bootstrap, metas, BootstrapMediaType(mediaType), opts.WorkDir)
 	if err != nil {
 		return nil, err
 	}
-	return assemble(src, blobs, boot, opts.SourceRef)
+	return assemble(src, blobs, boot, opts)
 }
 
 // assemble builds the image of src from its blob layers and bootstrap layer, as [Image]
 // describes.
-func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string) (v1.Image, error) {
+func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, opts Options) (v1.Image, error) {
 	mediaType := src.Descriptor.MediaType
 	if err := checkManifestType(mediaType); err != nil {
 		return nil, err
@@ -108,6 +118,10 @@ func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string
 	srcManifest, err := src.Image.Manifest()
 	if err != nil {
 		return nil, fmt.Errorf("reading source manifest: %w", err)
+	}
+	configType := srcManifest.Config.MediaType
+	if opts.OCI {
+		mediaType, configType = types.OCIManifestSchema1, types.OCIConfigJSON
 	}
 	srcConfig, err := src.Image.RawConfigFile()
 	if err != nil {
@@ -157,13 +171,13 @@ func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, sourceRef string
 		return nil, fmt.Errorf("assembling nydus image: rewriting config: %w", err)
 	}
 	m.Config = v1.Descriptor{
-		MediaType: srcManifest.Config.MediaType,
+		MediaType: configType,
 		Size:      int64(len(img.rawConfig)),
 		Digest:    sha256Bytes(img.rawConfig),
 	}
 	m.Annotations = map[string]string{
 		AnnotationSourceDigest:    src.Descriptor.Digest.String(),
-		AnnotationSourceReference: sourceRef,
+		AnnotationSourceReference: opts.SourceRef,
 		AnnotationFSVersion:       FSVersion,
 	}
 	if img.rawManifest, err = marshal(m); err != nil {

@@ -164,11 +164,53 @@ func TestAssemble(t *testing.T) {
 		src := sourceImage(t, oci, v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"})
 		for _, n := range []int{0, 1, 3} {
 			blobs, bootstrap := nydusParts(t, src, n, uint64(10*n))
-			img, err := assemble(src, blobs, bootstrap, "registry.example.com/app:v1")
+			img, err := assemble(src, blobs, bootstrap, Options{SourceRef: "registry.example.com/app:v1"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			checkNydusImage(t, img, src, blobs, bootstrap, "registry.example.com/app:v1")
+		}
+	}
+}
+
+// With OCI, a docker source gives an image of OCI media types through and through, with the
+// same layers, config content and source annotations.
+func TestAssembleOCI(t *testing.T) {
+	for _, oci := range []bool{false, true} {
+		src := sourceImage(t, oci, v1.Platform{OS: "linux", Architecture: "amd64"})
+		ociView := src
+		ociView.Descriptor.MediaType = types.OCIManifestSchema1
+		blobs, bootstrap := nydusParts(t, ociView, 2, 70)
+		img, err := assemble(src, blobs, bootstrap, Options{SourceRef: "src", OCI: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mt, _ := img.MediaType(); mt != "application/vnd.oci.image.manifest.v1+json" || m.MediaType != mt ||
+			m.Config.MediaType != "application/vnd.oci.image.config.v1+json" {
+			t.Errorf("source oci=%v: manifest %s (%s), config %s; want OCI types", oci, m.MediaType, mt, m.Config.MediaType)
+		}
+		if got := m.Layers[len(m.Layers)-1].MediaType; got != "application/vnd.oci.image.layer.v1.tar+gzip" {
+			t.Errorf("source oci=%v: bootstrap layer %s", oci, got)
+		}
+		for _, l := range m.Layers[:len(m.Layers)-1] {
+			if l.MediaType != MediaTypeNydusBlob {
+				t.Errorf("source oci=%v: blob layer %s", oci, l.MediaType)
+			}
+		}
+		if m.Annotations[AnnotationSourceDigest] != src.Descriptor.Digest.String() {
+			t.Errorf("source oci=%v: source digest annotation %q, want %s", oci, m.Annotations[AnnotationSourceDigest], src.Descriptor.Digest)
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcCfg, _ := src.Image.ConfigFile()
+		if !reflect.DeepEqual(cfg.Config, srcCfg.Config) || cfg.OS != srcCfg.OS || cfg.Architecture != srcCfg.Architecture {
+			t.Errorf("source oci=%v: runtime config changed: %+v, want %+v", oci, cfg.Config, srcCfg.Config)
 		}
 	}
 }
@@ -232,7 +274,7 @@ func TestAssembleErrors(t *testing.T) {
 		{"bootstrap not gzip", src, blobs, blobs[0], "bootstrap layer: media type is"},
 		{"bootstrap of the other family", src, blobs, dockerBootstrap, `bootstrap layer: media type is "application/vnd.docker.image.rootfs.diff.tar.gzip", want "application/vnd.oci.image.layer.v1.tar+gzip"`},
 	} {
-		if _, err := assemble(tc.src, tc.blobs, tc.bootstrap, "x"); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+		if _, err := assemble(tc.src, tc.blobs, tc.bootstrap, Options{SourceRef: "x"}); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("%s: %v, want error containing %q", tc.name, err, tc.wantErr)
 		}
 	}

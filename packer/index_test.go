@@ -15,7 +15,7 @@ func TestCombine(t *testing.T) {
 		for i, p := range platforms {
 			src := sourceImage(t, oci, p)
 			blobs, bootstrap := nydusParts(t, src, 1, uint64(30+10*i))
-			img, err := assemble(src, blobs, bootstrap, "src")
+			img, err := assemble(src, blobs, bootstrap, Options{SourceRef: "src"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,12 +75,12 @@ func TestCombineErrors(t *testing.T) {
 	arm := v1.Platform{OS: "linux", Architecture: "arm64"}
 	ociSrc, dockerSrc := sourceImage(t, true, amd), sourceImage(t, false, arm)
 	blobs, bootstrap := nydusParts(t, ociSrc, 1, 95)
-	ociImg, err := assemble(ociSrc, blobs, bootstrap, "src")
+	ociImg, err := assemble(ociSrc, blobs, bootstrap, Options{SourceRef: "src"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	blobs, bootstrap = nydusParts(t, dockerSrc, 1, 96)
-	dockerImg, err := assemble(dockerSrc, blobs, bootstrap, "src")
+	dockerImg, err := assemble(dockerSrc, blobs, bootstrap, Options{SourceRef: "src"})
 	if err != nil {
 		t.Fatal(err)
 	}

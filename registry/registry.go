@@ -1,7 +1,9 @@
 // Package registry is the place images live in a registry: it opens an image or index by
 // reference and pushes one, with go-containerregistry's remote package under our settings
 // (TLS, credentials from the docker config, retries, upload jobs, and no plain HTTP unless
-// allowed). It speaks ggcr's v1.Image and v1.ImageIndex and knows nothing of Nydus.
+// allowed or to a loopback host, see [Options.PlainHTTP]), and checks before a push that one
+// would be accepted ([CheckPush]). It speaks ggcr's v1.Image and v1.ImageIndex and knows
+// nothing of Nydus.
 //
 // Reading fetches the manifest or index only; configs and layers are fetched when a caller
 // asks for them, and verified against their digests by ggcr as they stream. Pushing writes
@@ -11,6 +13,7 @@ package registry
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -31,10 +34,12 @@ type Options struct {
 	Insecure bool
 	// PlainHTTP allows plain HTTP to the registry. ggcr still tries HTTPS first and falls back
 	// to HTTP only when HTTPS fails. Without it no request goes out over plain HTTP, with one
-	// exception: ggcr's own loopback rule ("localhost", "*.localhost", 127.0.0.1, ::1), for
-	// which it always allows the HTTP fallback. There is no automatic downgrade on timeouts,
-	// refused connections or error statuses; ggcr's fallback for private (RFC 1918) addresses
-	// is refused too.
+	// exception, the loopback rule: a registry on a loopback host ([IsLoopback]: "localhost",
+	// "*.localhost", 127.0.0.0/8, ::1) gets the same HTTP fallback without it, by the
+	// convention go-containerregistry, containerd and docker follow (traffic that never
+	// leaves the machine has nothing for TLS to protect). There is no automatic downgrade on
+	// timeouts, refused connections or error statuses; ggcr's fallback for private (RFC 1918)
+	// addresses is refused too. A refused plain-HTTP request fails with [ErrPlainHTTPRefused].
 	PlainHTTP bool
 	// Keychain resolves credentials. nil means authn.DefaultKeychain: the docker config
 	// ($DOCKER_CONFIG/config.json, else ~/.docker/config.json) with its credential helpers;
@@ -52,18 +57,33 @@ type Options struct {
 }
 
 // Reference parses a registry reference ("host[:port]/repo[:tag]" or "…@sha256:…") for use
-// with ggcr, marking it insecure when PlainHTTP is set so that ggcr may fall back to HTTP.
+// with ggcr, marking it insecure when PlainHTTP is set or its registry is a loopback host,
+// so that ggcr may fall back to HTTP.
 func (o Options) Reference(ref string) (name.Reference, error) {
-	var nameOpts []name.Option
-	if o.PlainHTTP {
-		nameOpts = append(nameOpts, name.Insecure)
-	}
-	r, err := name.ParseReference(ref, nameOpts...)
+	r, err := name.ParseReference(ref)
 	if err != nil {
 		return nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
 	}
+	if o.PlainHTTP || IsLoopback(r.Context().RegistryStr()) {
+		return name.ParseReference(ref, name.Insecure)
+	}
 	return r, nil
 }
+
+// IsLoopback reports whether a registry ("host[:port]") is on a loopback host: "localhost"
+// or a name under ".localhost" (RFC 6761), an address in 127.0.0.0/8, or ::1. Such a
+// registry may be reached over plain HTTP without [Options.PlainHTTP] (the loopback rule).
+func IsLoopback(registry string) bool {
+	host := registry
+	if h, _, err := net.SplitHostPort(registry); err == nil {
+		host = h
+	}
+	return isLoopback(strings.Trim(host, "[]"))
+}
+
+// ErrPlainHTTPRefused is wrapped by the error of a request that would have gone out over
+// plain HTTP to a registry that is not a loopback host, without [Options.PlainHTTP].
+var ErrPlainHTTPRefused = errors.New("plain HTTP not allowed")
 
 // Transport returns the HTTP transport for these settings: TLS verification unless
 // Insecure, and the plain-HTTP guard unless PlainHTTP.
@@ -129,7 +149,7 @@ func (h httpsOnly) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Body != nil {
 			req.Body.Close()
 		}
-		return nil, fmt.Errorf("refusing plain HTTP to %s: allow it with the plain-HTTP option", req.URL.Host)
+		return nil, fmt.Errorf("refusing plain HTTP to %s: %w (allow it with the plain-HTTP option)", req.URL.Host, ErrPlainHTTPRefused)
 	}
 	return h.next.RoundTrip(req)
 }
@@ -180,6 +200,35 @@ func Open(ctx context.Context, ref string, opts Options) (v1.Descriptor, Artifac
 		return v1.Descriptor{}, nil, fmt.Errorf("reading %s: %w", nref, err)
 	}
 	return desc.Descriptor, a, nil
+}
+
+// CheckPush checks, before anything is built, that an image can be pushed to ref: the
+// registry answers (over HTTPS, or plain HTTP as opts allow), the credentials are granted
+// the push scope, and the repository accepts the start of a blob upload, which is then
+// cancelled. Nothing is written. The error keeps its cause: a registry answering HTTPS with
+// plain HTTP wraps [http.ErrSchemeMismatch], one refused plain HTTP [ErrPlainHTTPRefused],
+// a denied push a *transport.Error with status 401 or 403.
+func CheckPush(ctx context.Context, ref string, opts Options) error {
+	nref, err := opts.Reference(ref)
+	if err != nil {
+		return err
+	}
+	rt, err := opts.Transport()
+	if err != nil {
+		return err
+	}
+	// remote.CheckPushPermission takes no context; run it aside so ctx still cancels.
+	done := make(chan error, 1)
+	go func() { done <- remote.CheckPushPermission(nref, opts.Credentials(), rt) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("checking that %s accepts a push: %w", nref, err)
+	}
+	return nil
 }
 
 // Push writes a (a v1.Image or a v1.ImageIndex) to the registry under ref and returns its

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -15,9 +16,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 )
@@ -89,41 +90,47 @@ func registryCounting(hits *atomic.Int64) http.Handler {
 	})
 }
 
-// listenLoopbackAlias listens on 127.0.0.2, a loopback address that ggcr's localhost rule
-// (127.0.0.1, ::1, localhost) does not cover, so it behaves as a remote host would.
-func listenLoopbackAlias(t *testing.T) net.Listener {
+// remoteName makes a server on 127.0.0.1 look like a remote registry: it returns the name
+// "registry.example:PORT", which is not a loopback host, and until the test ends every
+// Options.Transport dials that name to the server. The test must not run in parallel.
+func remoteName(t *testing.T, serverHost string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.2:0")
+	_, port, err := net.SplitHostPort(serverHost)
 	if err != nil {
-		t.Skipf("needs 127.0.0.2 to be a local address (Linux routes 127/8 to lo): %v", err)
+		t.Fatal(err)
 	}
-	return l
+	fake := "registry.example:" + port
+	orig := remote.DefaultTransport
+	tr := orig.(*http.Transport).Clone()
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if strings.HasPrefix(addr, "registry.example:") {
+			addr = serverHost
+		}
+		return d.DialContext(ctx, network, addr)
+	}
+	remote.DefaultTransport = tr
+	t.Cleanup(func() { remote.DefaultTransport = orig })
+	return fake
 }
 
 // Without PlainHTTP nothing falls back to HTTP: against an HTTP-only registry at a
-// non-localhost address the HTTPS attempt fails and no request reaches the registry.
+// non-loopback name the HTTPS attempt fails, naming the scheme mismatch, and no request
+// reaches the registry.
 func TestNoSilentDowngradeToHTTP(t *testing.T) {
 	var hits atomic.Int64
-	s := httptest.NewUnstartedServer(registryCounting(&hits))
-	s.Listener = listenLoopbackAlias(t)
-	s.Start()
+	s := httptest.NewServer(registryCounting(&hits))
 	t.Cleanup(s.Close)
-	host := strings.TrimPrefix(s.URL, "http://")
-	insecureRef, err := name.ParseReference(host+"/app:v1", name.Insecure)
-	if err != nil {
+	server := strings.TrimPrefix(s.URL, "http://")
+	if err := remote.Write(fx.MustRef(t, server+"/app:v1"), fx.NewImage(t, fx.AMD64, true, fx.Gzip).Image); err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(insecureRef, fx.NewImage(t, fx.AMD64, true, fx.Gzip).Image); err != nil {
-		t.Fatal(err)
-	}
+	host := remoteName(t, server)
 	hits.Store(0)
 
-	// ggcr's own choice: HTTPS only for this host, HTTP allowed only when marked insecure.
+	// ggcr's own choice: HTTPS only for this host.
 	if got := fx.MustRef(t, host+"/app:v1").Context().Registry.Scheme(); got != "https" {
 		t.Fatalf("ggcr scheme for %s = %s, want https", host, got)
-	}
-	if insecureRef.Context().Registry.Scheme() != "http" {
-		t.Fatal("ggcr does not allow http for an insecure reference")
 	}
 
 	ref := host + "/app:v1"
@@ -132,8 +139,8 @@ func TestNoSilentDowngradeToHTTP(t *testing.T) {
 		if err == nil {
 			t.Fatalf("PlainHTTP=false (%+v) reached an HTTP-only registry", opts)
 		}
-		if !strings.Contains(err.Error(), "https://"+host) {
-			t.Errorf("error %q does not show the HTTPS attempt", err)
+		if !strings.Contains(err.Error(), "https://"+host) || !errors.Is(err, http.ErrSchemeMismatch) {
+			t.Errorf("error %q does not show the HTTPS attempt and its scheme mismatch", err)
 		}
 	}
 	if n := hits.Load(); n != 0 {
@@ -147,6 +154,102 @@ func TestNoSilentDowngradeToHTTP(t *testing.T) {
 	}
 }
 
+func TestIsLoopback(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "localhost:5000": true, "reg.localhost:5000": true,
+		"127.0.0.1": true, "127.0.0.1:5000": true, "127.9.8.7:80": true, "[::1]:5000": true, "::1": true,
+		"10.0.0.1:5000": false, "192.168.1.2": false, "registry.example.com": false, "[::2]:5000": false,
+		"127.0.0.1.example.com:5000": false, "localhost.example.com": false, "localhostx:5000": false,
+	} {
+		if got := IsLoopback(host); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// The loopback rule covers all of 127.0.0.0/8, where ggcr's own covers only 127.0.0.1: an
+// HTTP-only registry on 127.0.0.2 is reached without PlainHTTP.
+func TestLoopbackRule(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("needs 127.0.0.2 to be a local address (Linux routes 127/8 to lo): %v", err)
+	}
+	var hits atomic.Int64
+	s := httptest.NewUnstartedServer(registryCounting(&hits))
+	s.Listener = l
+	s.Start()
+	t.Cleanup(s.Close)
+	host := strings.TrimPrefix(s.URL, "http://")
+	if got := fx.MustRef(t, host+"/app:v1").Context().Registry.Scheme(); got != "https" {
+		t.Fatalf("ggcr scheme for %s = %s; this test documents that its loopback rule stops at 127.0.0.1", host, got)
+	}
+	if _, err := Push(context.Background(), host+"/app:v1", fx.NewImage(t, fx.AMD64, true, fx.Gzip).Image, Options{}); err != nil {
+		t.Fatalf("pushing to a loopback registry without PlainHTTP: %v", err)
+	}
+	if _, _, err := Open(context.Background(), host+"/app:v1", Options{}); err != nil {
+		t.Fatalf("opening from a loopback registry without PlainHTTP: %v", err)
+	}
+}
+
+// CheckPush writes nothing, passes where a push would, and fails where it would fail, with
+// the cause kept for callers to branch on.
+func TestCheckPush(t *testing.T) {
+	ctx := context.Background()
+	rr := startRecordingRegistry(t)
+	if err := CheckPush(ctx, rr.host+"/app:v1", Options{}); err != nil {
+		t.Fatalf("CheckPush to a writable loopback registry: %v", err)
+	}
+	if len(rr.writes) != 0 {
+		t.Errorf("CheckPush wrote %v", rr.writes)
+	}
+
+	private := fx.StartRegistry(t, basicAuth("alice", "s3cret"))
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("REGISTRY_AUTH_FILE", "")
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	err := CheckPush(ctx, private+"/app:v1", Options{})
+	var terr *transport.Error
+	if !errors.As(err, &terr) || terr.StatusCode != http.StatusUnauthorized {
+		t.Errorf("CheckPush without credentials = %v, want a 401 transport error", err)
+	}
+	kc := authn.NewMultiKeychain(staticKeychain{authn.FromConfig(authn.AuthConfig{Username: "alice", Password: "s3cret"})})
+	if err := CheckPush(ctx, private+"/app:v1", Options{Keychain: kc}); err != nil {
+		t.Errorf("CheckPush with credentials: %v", err)
+	}
+
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := closed.Addr().String()
+	closed.Close()
+	if err := CheckPush(ctx, addr+"/app:v1", Options{Retries: -1}); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("CheckPush to a closed port = %v, want connection refused", err)
+	}
+
+	host := remoteName(t, rr.host)
+	if err := CheckPush(ctx, host+"/app:v1", Options{}); !errors.Is(err, http.ErrSchemeMismatch) {
+		t.Errorf("CheckPush over HTTPS to an HTTP registry = %v, want http.ErrSchemeMismatch", err)
+	}
+	if err := CheckPush(ctx, host+"/app:v1", Options{PlainHTTP: true}); err != nil {
+		t.Errorf("CheckPush with PlainHTTP: %v", err)
+	}
+	if len(rr.writes) != 0 {
+		t.Errorf("CheckPush wrote %v", rr.writes)
+	}
+	ctxDone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := CheckPush(ctxDone, rr.host+"/app:v1", Options{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("CheckPush with a cancelled context = %v", err)
+	}
+}
+
+// staticKeychain hands the same authenticator to every registry.
+type staticKeychain struct{ a authn.Authenticator }
+
+func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.a, nil }
+
 // ggcr falls back to HTTP by itself for private addresses; the guard refuses it.
 func TestHTTPSOnlyRefusesPrivateFallback(t *testing.T) {
 	if got := fx.MustRef(t, "10.1.2.3:5000/app").Context().Registry.Scheme(); got != "http" {
@@ -155,7 +258,7 @@ func TestHTTPSOnlyRefusesPrivateFallback(t *testing.T) {
 	guard := httpsOnly{next: http.DefaultTransport}
 	for _, u := range []string{"http://10.1.2.3:5000/v2/", "http://registry.example.com/token", "http://127.0.0.1.example.com/v2/"} {
 		req, _ := http.NewRequest(http.MethodGet, u, nil)
-		if _, err := guard.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "refusing plain HTTP") {
+		if _, err := guard.RoundTrip(req); !errors.Is(err, ErrPlainHTTPRefused) || !strings.Contains(err.Error(), "refusing plain HTTP") {
 			t.Errorf("RoundTrip(%s) = %v, want refusal", u, err)
 		}
 	}

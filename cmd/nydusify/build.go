@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -32,8 +33,9 @@ Writes, in the output directory:
 
 Identical chunks are stored once. The same tree and options always give
 byte-identical outputs, whatever --workers is. Progress shows on a status
-line on a terminal, and every 10 s in logs otherwise. On error nothing is
-left in the output directory.`,
+line on a terminal, and every 10 s in logs otherwise. A summary (sizes,
+dedup, time and speed) is printed on stdout; --json prints output.json's
+report instead. On error nothing is left in the output directory.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if sourceDir == "" || outputDir == "" {
@@ -69,12 +71,7 @@ left in the output directory.`,
 			if jsonOut {
 				return printJSON(res)
 			}
-			logrus.Infof("built %s: %d entries, %d files, %d bytes of data in %d ms",
-				res.Bootstrap, res.Entries, res.Files, res.DataBytes, res.Timings.Total)
-			for _, b := range res.BlobInfo {
-				logrus.Infof("blob %s: %d chunks, %d bytes (uncompressed view %d)", b.BlobID, b.ChunkCount, b.CompressedSize, b.UncompressedSize)
-			}
-			logrus.Infof("dedup: %d of %d chunks (%d bytes) were already stored", res.DedupChunks, res.Chunks, res.DedupBytes)
+			writeBuildSummary(cmd.OutOrStdout(), filepath.Join(outputDir, res.Bootstrap), res)
 			return nil
 		},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -50,6 +51,7 @@ Exit status 1 when any problem is found.`,
 				return err
 			}
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
+			noteLoopback(plainHTTP, opts.Target, opts.Source)
 			if opts.Mount {
 				// Causes of EIO through the mount go to the log as warnings.
 				opts.Logger = logrus.StandardLogger()
@@ -75,19 +77,24 @@ Exit status 1 when any problem is found.`,
 			}
 			how := ""
 			if rep.Mounted {
-				how = " through a FUSE mount"
+				how = ", read through a FUSE mount"
 			}
-			logrus.Infof("%s passed rules %v (%d paths compared%s)", rep.Target, rep.Rules, rep.Files, how)
+			if rep.Source != "" {
+				fmt.Printf("check passed: %s equals its source %s (rules %s; %d paths compared%s)\n",
+					rep.Target, rep.Source, strings.Join(rep.Rules, ", "), rep.Files, how)
+			} else {
+				fmt.Printf("check passed: %s is a valid Nydus image (rules %s)\n", rep.Target, strings.Join(rep.Rules, ", "))
+			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Target, "target", "", "the Nydus image (required)")
 	f.StringVar(&opts.Source, "source", "", "the image it was converted from (enables the filesystem rule)")
-	f.StringVar(&platform, "platform", "", "platform of an index to check (default: the host's linux/<arch>)")
+	f.StringVar(&platform, "platform", "", "platform to check: picks from an index; a single-platform image must be it (default: the host's linux/<arch> from an index, a single image as it is)")
 	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")
 	f.BoolVar(&opts.TargetRegistry.Insecure, "target-insecure", false, "skip TLS certificate verification for the target registry")
-	f.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for both registries")
+	f.BoolVar(&plainHTTP, "plain-http", false, "allow plain HTTP (no TLS) to both registries; loopback registries (localhost, 127.0.0.0/8, ::1) are allowed it without this flag")
 	f.StringSliceVar(&opts.IgnoreXattrs, "ignore-xattr", nil, "xattr names left out of the comparison (e.g. security.selinux)")
 	f.StringVar(&jsonPath, "output-json", "", "write the report as JSON to this file")
 	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for the bootstrap and blobs while checking (default: the system temp dir)")

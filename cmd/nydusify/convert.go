@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -19,7 +20,7 @@ func newConvertCmd() *cobra.Command {
 		opts                             converter.Options
 		compressor, chunkSize, platforms string
 		fsVersion, outputJSON            string
-		plainHTTP                        bool
+		plainHTTP, oci, dockerV2         bool
 		retries                          int
 	)
 	var prefetchPatterns func(io.Reader) ([]string, error) // set with the flags below
@@ -33,13 +34,25 @@ docker-archive:FILE[:REF] (docker save). Targets: a registry reference or
 oci:DIR[:TAG]. Credentials come from the docker config ($DOCKER_CONFIG).
 
 Every layer streams into one Nydus blob carrying its own bootstrap; chunks
-repeated across layers are stored once. The layers' bootstraps are merged
+repeated across layers are stored once. The image has OCI media types even
+for a Docker source, as with upstream's --oci (a Docker v2 manifest holding
+Nydus blob layers is refused by skopeo). The layers' bootstraps are merged
 with overlay whiteout rules into the image bootstrap, shipped as the last
 layer. The manifest is published only after every blob and only when every
-platform converted. Plain HTTP is used only with --plain-http.`,
+platform converted. Before any layer is read, the target is checked to take a
+push (reachable, TLS or plain HTTP as allowed, credentials, an upload accepted).
+
+Registries are reached over HTTPS. Plain HTTP is allowed to loopback
+registries (localhost, *.localhost, 127.0.0.0/8, ::1) by convention, as
+go-containerregistry and containerd allow it, and to any other registry
+only with --plain-http.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
+			if !oci {
+				return errors.New("--oci=false is not supported: every image nydusify publishes has OCI media types, " +
+					"since a docker v2 manifest holding Nydus blob layers (an OCI media type) is refused by skopeo and containers/image")
+			}
 			if fsVersion != "6" {
 				return fmt.Errorf("--fs-version %s is not supported yet: only RAFS v6", fsVersion)
 			}
@@ -60,6 +73,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
 			opts.SourceRegistry.Retries, opts.TargetRegistry.Retries = retries, retries
 			opts.SourceRegistry.Jobs, opts.TargetRegistry.Jobs = opts.Concurrency, opts.Concurrency
+			noteLoopback(plainHTTP, opts.Source, opts.Target)
 			view := newProgressView()
 			opts.Build.Logger = logrus.StandardLogger()
 			opts.Build.Progress, opts.Build.ProgressInterval = view.bytes, view.interval()
@@ -69,7 +83,7 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 			if err != nil {
 				return err
 			}
-			logrus.Infof("converted %s to %s (%s)", rep.Source, rep.Target, rep.Digest)
+			writeConvertSummary(cmd.OutOrStdout(), rep)
 			if outputJSON != "" {
 				data, err := json.MarshalIndent(rep, "", "  ")
 				if err != nil {
@@ -90,15 +104,18 @@ platform converted. Plain HTTP is used only with --plain-http.`,
 	f.StringVar(&compressor, "compressor", "zstd", "chunk compression: none, lz4_block or zstd")
 	f.StringVar(&chunkSize, "fs-chunk-size", "0x100000", "chunk size, a power of two from 0x1000 to 0x1000000")
 	f.StringVar(&fsVersion, "fs-version", "6", "RAFS version; only 6 is supported")
-	f.StringVar(&platforms, "platform", "", "platforms to convert, e.g. linux/amd64,linux/arm64 (default: the host's linux/<arch>)")
+	f.StringVar(&platforms, "platform", "", "platforms to convert, e.g. linux/amd64,linux/arm64: picks from an index; a single-platform image must be one of them (default: the host's linux/<arch> from an index, a single image as it is)")
 	f.BoolVar(&opts.AllPlatforms, "all-platforms", false, "convert every platform of an index (attestation manifests are skipped)")
 	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")
 	f.BoolVar(&opts.TargetRegistry.Insecure, "target-insecure", false, "skip TLS certificate verification for the target registry")
-	f.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for source and target registries")
+	f.BoolVar(&plainHTTP, "plain-http", false, "allow plain HTTP (no TLS) to source and target registries; loopback registries (localhost, 127.0.0.0/8, ::1) are allowed it without this flag")
 	f.StringVar(&outputJSON, "output-json", "", "write the conversion report (sizes, chunk and dedup counts, timings) to this file")
 	f.IntVar(&retries, "push-retry-count", 3, "retries of failed registry requests")
 	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for spilled layers and blobs (default: the system temp dir)")
 	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
+	f.BoolVar(&oci, "oci", true, "OCI media types for manifest, config, bootstrap layer and index, whatever the source's (always on: a docker v2 manifest cannot carry Nydus blob layers readably)")
+	f.BoolVar(&dockerV2, "docker-v2-format", false, "deprecated, has no effect")
+	f.MarkDeprecated("docker-v2-format", "it has no effect, as in upstream nydusify; the image always has OCI media types (see --oci)")
 	return cmd
 }

@@ -47,8 +47,18 @@ Backends (--backend-type, --backend-config as nydusd's "config" object):
 --config reads a nydusd JSON configuration (device.backend, device.cache
 work_dir, enable_xattr, amplify_io, fs_prefetch); flags given as well
 override it. Keys nydusd does not know are errors; keys it knows that this
-mount ignores are logged. As with nydusd, xattrs show only when the file
-sets "enable_xattr": true.
+mount ignores are logged.
+
+Extended attributes:
+  without --config  shown, unless --hide-xattrs is given
+  with --config     shown only when the file sets "enable_xattr": true, as
+                    with nydusd; a --hide-xattrs given as well overrides the
+                    file: --hide-xattrs hides them, --hide-xattrs=false shows
+                    them
+
+Plain HTTP to the --target registry: allowed to a loopback registry
+(localhost, 127.0.0.0/8, ::1) by convention, as go-containerregistry and
+containerd allow it; any other registry needs --plain-http.
 
 --prefetch fetches the files of the bootstrap's prefetch table, or every
 chunk when it has none, in the background.
@@ -57,7 +67,7 @@ When the mount is usable, "mounted at DIR" is printed (with --json, a
 {"event":"ready",...} line) and READY=1 is sent to $NOTIFY_SOCKET for
 systemd Type=notify units. The command stays in the foreground until
 SIGINT or SIGTERM, then unmounts.`,
-		Example: `  nydusify mount --target localhost:5000/app:1.0-nydus --plain-http --mount-path ./mnt --prefetch
+		Example: `  nydusify mount --target registry.lan:5000/app:1.0-nydus --plain-http --mount-path ./mnt --prefetch
   nydusify mount --bootstrap out/app.meta --backend-type localfs --backend-config '{"dir":"out"}' --mount-path ./mnt
   nydusify mount --config nydusd.json --bootstrap app.meta --mount-path ./mnt`,
 		Args: cobra.NoArgs,
@@ -92,6 +102,9 @@ SIGINT or SIGTERM, then unmounts.`,
 				return err
 			}
 			opts.Registry.PlainHTTP = plainHTTP
+			if opts.Target != "" {
+				noteLoopback(plainHTTP, opts.Target)
+			}
 			// Causes of EIO and failed fetches go to the log as warnings.
 			opts.Logger = logrus.StandardLogger()
 
@@ -158,9 +171,9 @@ SIGINT or SIGTERM, then unmounts.`,
 	fl.StringVar(&cacheDir, "cache-dir", "", "chunk cache directory, kept across mounts (default: a temporary directory removed at exit)")
 	fl.BoolVar(&prefetch, "prefetch", false, "prefetch the prefetch table's files, or every chunk, in the background")
 	fl.IntVar(&prefetchWorkers, "prefetch-workers", 8, "backend requests in flight while prefetching")
-	fl.BoolVar(&hideXattrs, "hide-xattrs", false, "serve no extended attributes")
-	fl.StringVar(&platform, "platform", "", "platform of an index to mount (default: the host's linux/<arch>)")
-	fl.BoolVar(&plainHTTP, "plain-http", false, "use plain HTTP (no TLS) for the --target registry")
+	fl.BoolVar(&hideXattrs, "hide-xattrs", false, `serve no extended attributes; =false shows them even when --config lacks "enable_xattr": true (default: shown without --config; with it, as its enable_xattr says)`)
+	fl.StringVar(&platform, "platform", "", "platform to mount: picks from an index; a single-platform image must be it (default: the host's linux/<arch> from an index, a single image as it is)")
+	fl.BoolVar(&plainHTTP, "plain-http", false, "allow plain HTTP (no TLS) to the --target registry; a loopback registry (localhost, 127.0.0.0/8, ::1) is allowed it without this flag")
 	fl.BoolVar(&opts.Registry.Insecure, "target-insecure", false, "skip TLS certificate verification for the --target registry")
 	fl.BoolVar(&opts.AllowOther, "allow-other", false, "let other users access the mount, with kernel permission checks")
 	fl.BoolVar(&asJSON, "json", false, `print events as JSON lines: "ready", "prefetched", "unmounted"`)

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"syscall"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/sirupsen/logrus"
+
+	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/registry"
+)
+
+// hint returns the fix for a failure users often meet whose error names it in the terms of
+// the network or the library rather than of this command's flags, or "".
+func hint(err error) string {
+	var (
+		terr    *transport.Error
+		certErr *tls.CertificateVerificationError
+		authErr x509.UnknownAuthorityError
+	)
+	switch {
+	case errors.Is(err, http.ErrSchemeMismatch):
+		return "the registry speaks plain HTTP, not HTTPS: add --plain-http to use plain HTTP with it"
+	case errors.Is(err, registry.ErrPlainHTTPRefused):
+		return "plain HTTP is used only with --plain-http (or for a loopback registry): add --plain-http to allow it"
+	case errors.As(err, &certErr), errors.As(err, &authErr):
+		return "the registry's TLS certificate is not trusted here: install its CA, or skip verification with --source-insecure / --target-insecure"
+	case errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden):
+		return "credentials come from the docker config ($DOCKER_CONFIG/config.json): log in with docker login (or podman login) for this registry, with a user allowed to push for a target"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "nothing accepts connections there: is the registry running, and are host and port right?"
+	}
+	return ""
+}
+
+// noteLoopback logs, at most once, that a registry named by refs is on a loopback host and
+// so may be reached over plain HTTP without --plain-http (the loopback rule); nothing is
+// logged when plainHTTP is set, as then every registry may be.
+func noteLoopback(plainHTTP bool, refs ...string) {
+	if plainHTTP {
+		return
+	}
+	for _, s := range refs {
+		r, err := imageref.Parse(s)
+		if err != nil || r.Kind != imageref.Registry {
+			continue
+		}
+		ref, err := name.ParseReference(r.Name)
+		if err != nil {
+			continue
+		}
+		if host := ref.Context().RegistryStr(); registry.IsLoopback(host) {
+			logrus.Infof("registry %s is on a loopback host: plain HTTP is allowed to it without --plain-http, "+
+				"as go-containerregistry and containerd allow it; any other registry needs --plain-http for plain HTTP", host)
+			return
+		}
+	}
+}
