@@ -52,6 +52,9 @@ func (p Policy) attempts() int {
 	return p.Attempts
 }
 
+// Tries is the number of tries p makes in all: Attempts, or its default.
+func (p Policy) Tries() int { return p.attempts() }
+
 func (p Policy) wait(failures int) time.Duration {
 	d, maxD := p.Backoff, p.MaxBackoff
 	if d <= 0 {

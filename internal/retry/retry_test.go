@@ -146,3 +146,49 @@ func TestStallIsBounded(t *testing.T) {
 		t.Errorf("stalled body: err %v (retryable %v) after %v", err, retry.Retryable(err), time.Since(start))
 	}
 }
+
+// TestSlowUploadIsNotAStall: a request body that takes longer than the stall
+// timeout to send, but keeps moving, is not a stall; a body that stops
+// moving is one.
+func TestSlowUploadIsNotAStall(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			return
+		}
+		fmt.Fprint(w, n)
+	}))
+	defer srv.Close()
+	client := &http.Client{Transport: retry.Policy{Attempts: 1, Stall: 200 * time.Millisecond}.Transport(nil)}
+	send := func(pause time.Duration, pieces int) (string, error) {
+		pr, pw := io.Pipe()
+		go func() {
+			for range pieces {
+				time.Sleep(pause)
+				if _, err := pw.Write(make([]byte, 1000)); err != nil {
+					return
+				}
+			}
+			pw.Close()
+		}()
+		req, err := http.NewRequest(http.MethodPut, srv.URL, pr)
+		if err != nil {
+			return "", err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			pr.CloseWithError(err)
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	// 12 pieces 60ms apart: 720ms in all, more than three stall timeouts.
+	if got, err := send(60*time.Millisecond, 12); err != nil || got != "12000" {
+		t.Errorf("moving upload of 720ms under a 200ms stall timeout: %q, %v", got, err)
+	}
+	if _, err := send(time.Second, 2); err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Errorf("upload pausing 1s under a 200ms stall timeout: %v, want a stall", err)
+	}
+}

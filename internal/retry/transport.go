@@ -88,7 +88,12 @@ func (t *transport) once(req *http.Request) (*http.Response, error) {
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(stall, func() { cancel(errStalled) })
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	out := req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		// Sending a large body takes as long as it takes; only a pause counts.
+		out.Body = &sentBody{ReadCloser: req.Body, timer: timer, stall: stall}
+	}
+	resp, err := t.base.RoundTrip(out)
 	if err != nil {
 		timer.Stop()
 		if context.Cause(ctx) == errStalled {
@@ -100,6 +105,22 @@ func (t *transport) once(req *http.Request) (*http.Response, error) {
 	timer.Reset(stall)
 	resp.Body = &watchedBody{rc: resp.Body, timer: timer, stall: stall, ctx: ctx, cancel: cancel}
 	return resp, nil
+}
+
+// sentBody re-arms the stall timer whenever the transport takes more of a
+// request body, so an upload stalls only when it stops moving.
+type sentBody struct {
+	io.ReadCloser
+	timer *time.Timer
+	stall time.Duration
+}
+
+func (b *sentBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.stall)
+	}
+	return n, err
 }
 
 // watchedBody re-arms the stall timer on every read; when it fires the
