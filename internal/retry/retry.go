@@ -184,11 +184,12 @@ func Retryable(err error) bool {
 		return true
 	case errors.As(err, &ne) && ne.Timeout():
 		return true
+	case errors.As(err, &ue) && errors.Is(ue.Err, io.EOF):
+		// The connection closed before any response came. (Before the
+		// Temporary case: *url.Error has a Temporary method, false here.)
+		return true
 	case errors.As(err, &st):
 		return st.Temporary()
-	case errors.As(err, &ue) && errors.Is(ue.Err, io.EOF):
-		// The connection closed before any response came.
-		return true
 	}
 	return false
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -190,5 +191,18 @@ func TestSlowUploadIsNotAStall(t *testing.T) {
 	}
 	if _, err := send(time.Second, 2); err == nil || !strings.Contains(err.Error(), "stalled") {
 		t.Errorf("upload pausing 1s under a 200ms stall timeout: %v, want a stall", err)
+	}
+}
+
+// A connection closed before any answer, as http.Client reports it (a
+// *url.Error around io.EOF, whose own Temporary method says false), is
+// worth another try.
+func TestRetryableClosedConnection(t *testing.T) {
+	err := &url.Error{Op: "Patch", URL: "http://127.0.0.1/upload", Err: io.EOF}
+	if !retry.Retryable(err) || !retry.Retryable(fmt.Errorf("pushing: %w", err)) {
+		t.Errorf("Retryable(%v) = false", err)
+	}
+	if retry.Retryable(&url.Error{Op: "Get", URL: "http://127.0.0.1/", Err: errors.New("unsupported protocol scheme")}) {
+		t.Error("a url.Error around a permanent error is retryable")
 	}
 }
