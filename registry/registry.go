@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -288,4 +289,37 @@ func describe(a Artifact) (v1.Descriptor, error) {
 	}
 	d.Digest, err = a.Digest()
 	return d, err
+}
+
+// RetryingLayer returns l with a Compressed stream that survives the registry cutting it off
+// midway: it is opened again and resumes where it stopped (Policy.Reader), under p. Layers of
+// an image are fetched lazily as they are read, and a single request cannot replay a body
+// already handed to the reader; this covers that. Uncompressed decompresses that stream;
+// other methods are l's.
+func RetryingLayer(ctx context.Context, l v1.Layer, p retry.Policy) v1.Layer {
+	rl := retryingLayer{Layer: l, ctx: ctx, p: p}
+	if wrapped, err := partial.CompressedToLayer(rl); err == nil {
+		return wrapped
+	}
+	return rl
+}
+
+type retryingLayer struct {
+	v1.Layer
+	ctx context.Context
+	p   retry.Policy
+}
+
+func (l retryingLayer) Compressed() (io.ReadCloser, error) {
+	op := "reading layer"
+	if d, err := l.Digest(); err == nil {
+		op += " " + d.String()
+	}
+	r := l.p.Reader(l.ctx, op, l.Layer.Compressed)
+	// Open now, so that a failing request is reported here, as ggcr does.
+	if _, err := r.Read(nil); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
 }

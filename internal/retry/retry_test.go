@@ -206,3 +206,34 @@ func TestRetryableClosedConnection(t *testing.T) {
 		t.Error("a url.Error around a permanent error is retryable")
 	}
 }
+
+// TestSmallBodyCutIsRetried: a small body (a manifest, a config) cut off
+// midway is retried by the transport itself, so a caller reading it once
+// gets it whole.
+func TestSmallBodyCutIsRetried(t *testing.T) {
+	small := bytes.Repeat([]byte("manifest"), 1000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "m", time.Time{}, bytes.NewReader(small))
+	}))
+	defer srv.Close()
+	px, err := faultproxy.Start(srv.URL, faultproxy.Options{Rate: 0.5, Seed: 5, Kinds: []faultproxy.Kind{faultproxy.Truncate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	client := &http.Client{Transport: retry.Policy{Attempts: 10, Backoff: time.Millisecond}.Transport(nil)}
+	for i := range 30 {
+		resp, err := client.Get("http://" + px.Host + "/m")
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, small) {
+			t.Fatalf("get %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+	if _, faults := px.Stats(); faults[faultproxy.Truncate] == 0 {
+		t.Fatal("no body was cut; the test proves nothing")
+	}
+}

@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		resp, err := t.once(r)
+		if err == nil && n > 1 {
+			err = readSmallBody(req, resp)
+		}
 		last := i == n
 		switch {
 		case err == nil && (!RetryableStatus(resp.StatusCode) || last):
@@ -77,6 +81,27 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		case <-tm.C:
 		}
 	}
+}
+
+// smallBody is the largest announced body that Transport reads in full
+// before handing the response back (manifests, configs, indexes, tokens,
+// errors), so that one cut short is retried like a reset.
+const smallBody = 1 << 20
+
+// readSmallBody replaces a small body announced by Content-Length with its
+// bytes, read in full; an error reading it is the attempt's error.
+func readSmallBody(req *http.Request, resp *http.Response) error {
+	if resp.ContentLength <= 0 || resp.ContentLength > smallBody || req.Method == http.MethodHead {
+		return nil
+	}
+	b := make([]byte, resp.ContentLength)
+	_, err := io.ReadFull(resp.Body, b)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("%s %s: reading the %d-byte response body: %w", req.Method, req.URL.Redacted(), resp.ContentLength, err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
 }
 
 // once sends one request; headers must come within the stall timeout, and
