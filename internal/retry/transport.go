@@ -63,6 +63,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		case err == nil && (!RetryableStatus(resp.StatusCode) || last):
 			return resp, nil
 		case err != nil && (!Retryable(err) || last || req.Context().Err() != nil):
+			if i > 1 {
+				err = fmt.Errorf("%w (attempt %d of %d)", err, i, n)
+			}
 			return nil, err
 		}
 		if err == nil {
