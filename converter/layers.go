@@ -38,7 +38,6 @@ type convertedLayer struct {
 	diffID v1.Hash // sha256 of the source layer's uncompressed tar
 }
 
-
 // fetched is a source layer's compressed bytes, spilled to the work
 // directory by the prefetcher, or nil for local sources read in place.
 type fetched struct {
