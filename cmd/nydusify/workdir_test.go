@@ -28,7 +28,9 @@ func TestKilledConvertWorkDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	px, err := faultproxy.Start("http://"+host, faultproxy.Options{Rate: 1, Kinds: []faultproxy.Kind{faultproxy.Stall}, StallFor: time.Hour,
-		Match: func(r *http.Request) bool { return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") }})
+		Match: func(r *http.Request) bool {
+			return r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/")
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
