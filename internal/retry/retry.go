@@ -201,9 +201,11 @@ func Retryable(err error) bool {
 		return true
 	case errors.As(err, &ne) && ne.Timeout():
 		return true
-	case errors.As(err, &ue) && errors.Is(ue.Err, io.EOF):
-		// The connection closed before any response came. (Before the
-		// Temporary case: *url.Error has a Temporary method, false here.)
+	case errors.As(err, &ue) && (errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, net.ErrClosed)):
+		// The connection closed before any response came, or while the
+		// request body was being sent (the transport closed it when the
+		// peer reset it). Before the Temporary case: *url.Error has a
+		// Temporary method, false here.
 		return true
 	case errors.As(err, &st):
 		return st.Temporary()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -201,6 +202,12 @@ func TestRetryableClosedConnection(t *testing.T) {
 	err := &url.Error{Op: "Patch", URL: "http://127.0.0.1/upload", Err: io.EOF}
 	if !retry.Retryable(err) || !retry.Retryable(fmt.Errorf("pushing: %w", err)) {
 		t.Errorf("Retryable(%v) = false", err)
+	}
+	// A reset while the body was being sent, as a PATCH meets it.
+	sending := &url.Error{Op: "Patch", URL: "http://127.0.0.1/upload", Err: &net.OpError{Op: "readfrom", Net: "tcp",
+		Err: &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}}}
+	if !retry.Retryable(sending) {
+		t.Errorf("Retryable(%v) = false", sending)
 	}
 	if retry.Retryable(&url.Error{Op: "Get", URL: "http://127.0.0.1/", Err: errors.New("unsupported protocol scheme")}) {
 		t.Error("a url.Error around a permanent error is retryable")
