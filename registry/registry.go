@@ -90,6 +90,17 @@ func (o Options) Transport() (http.RoundTripper, error) {
 	return httpsOnly{next: base}, nil
 }
 
+// RetryingTransport is Transport wrapped with the retry policy (Policy): the transport of
+// every registry request made through ggcr's remote package. (Transport alone is for callers
+// that retry themselves, such as the mount's registry backend.)
+func (o Options) RetryingTransport() (http.RoundTripper, error) {
+	rt, err := o.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return o.Policy().Transport(rt), nil
+}
+
 // Policy returns the retry policy these options give: Retry, with Attempts set from Retries
 // when that is not 0.
 func (o Options) Policy() retry.Policy {
@@ -127,13 +138,12 @@ func (o Options) RemoteOptions() ([]remote.Option, error) {
 	if o.Jobs < 0 {
 		return nil, fmt.Errorf("registry options: jobs %d is negative", o.Jobs)
 	}
-	rt, err := o.Transport()
+	rt, err := o.RetryingTransport()
 	if err != nil {
 		return nil, err
 	}
-	policy := o.Policy()
 	opts := []remote.Option{
-		remote.WithTransport(noPatchReplay{policy.Transport(rt)}),
+		remote.WithTransport(noPatchReplay{rt}),
 		remote.WithAuthFromKeychain(o.Credentials()),
 		remote.WithRetryStatusCodes(),
 		remote.WithRetryPredicate(wholeOperationRetryable),
@@ -142,7 +152,7 @@ func (o Options) RemoteOptions() ([]remote.Option, error) {
 			Duration: 500 * time.Millisecond,
 			Factor:   2,
 			Jitter:   0.25,
-			Steps:    min(policy.Tries(), uploadTries),
+			Steps:    min(o.Policy().Tries(), uploadTries),
 		}),
 	}
 	if o.Jobs > 0 {
