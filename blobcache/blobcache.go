@@ -24,7 +24,10 @@
 // request per run instead of one per file. Prefetch fills the cache from a
 // list of chunks with a bounded number of workers.
 //
-// Cached bytes are trusted once marked: they are not re-hashed on later reads.
+// A chunk found in the cache when Open ran is verified against the chunk
+// table the first time it is served by this Cache, and only then: a chunk
+// whose cached bytes changed on disk is logged, dropped and fetched again.
+// Chunks fetched by this Cache were verified before they were written.
 // One process at a time may use a blob's cache files (an flock guards them).
 // It imports rafs and backend; it knows nothing of files or FUSE.
 package blobcache
@@ -88,6 +91,9 @@ type Cache struct {
 	data    *os.File
 	cmap    *os.File
 	ready   []atomic.Bool
+	// verified: the chunk's cached bytes were checked, or written, by
+	// this Cache.
+	verified []atomic.Bool
 
 	mu       sync.Mutex // guards inflight
 	inflight map[uint32]*fetch
@@ -158,6 +164,7 @@ func Open(ctx context.Context, dir string, be backend.Backend, img *rafs.Image, 
 		return nil, fmt.Errorf("reading chunk map: %w", err)
 	}
 	c.ready = make([]atomic.Bool, len(marks))
+	c.verified = make([]atomic.Bool, len(marks))
 	for i, m := range marks {
 		c.ready[i].Store(m == 1)
 	}
@@ -243,6 +250,15 @@ func (c *Cache) ReadChunkAt(ctx context.Context, i uint32, p []byte, off int64) 
 	if err := c.ensure(ctx, i); err != nil {
 		return 0, err
 	}
+	if !c.verified[i].Load() {
+		data, err := c.verifyCached(ctx, i, ch)
+		if err != nil {
+			return 0, err
+		}
+		if data != nil {
+			return copy(p, data[off:]), nil
+		}
+	}
 	n, err := c.data.ReadAt(p, int64(ch.UncompressedOffset)+off)
 	if err != nil {
 		return n, fmt.Errorf("reading cached chunk %d of blob %s: %w", i, c.blob.Entry.BlobID, err)
@@ -274,6 +290,41 @@ func (c *Cache) ensure(ctx context.Context, i uint32) error {
 	c.mu.Unlock()
 	c.fetchRun(ctx, run)
 	return run[0].err
+}
+
+// verifyCached checks chunk i, cached before this Cache was opened, against
+// the chunk table, and returns its bytes when they match. Bytes that do not
+// match are logged and dropped (the chunk is no longer ready, its mark is
+// cleared), and the chunk is fetched again; the read then goes to the view,
+// with nil returned. Concurrent first reads may each verify; that is only
+// work done twice.
+func (c *Cache) verifyCached(ctx context.Context, i uint32, ch rafs.ChunkLocation) ([]byte, error) {
+	e := &c.blob.Entry
+	data := make([]byte, ch.UncompressedSize)
+	if _, err := c.data.ReadAt(data, int64(ch.UncompressedOffset)); err != nil {
+		return nil, fmt.Errorf("reading cached chunk %d of blob %s: %w", i, e.BlobID, err)
+	}
+	err := c.blob.VerifyChunk(i, data)
+	if err == nil {
+		c.verified[i].Store(true)
+		return data, nil
+	}
+	c.logger.Warnf("blobcache: cached %v; dropping it and fetching it again", err)
+	c.ready[i].Store(false)
+	// Back to a hole: a chunk of zeros is not written when fetched.
+	if perr := unix.Fallocate(int(c.data.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE,
+		int64(ch.UncompressedOffset), int64(ch.UncompressedSize)); perr != nil {
+		if _, werr := c.data.WriteAt(make([]byte, ch.UncompressedSize), int64(ch.UncompressedOffset)); werr != nil {
+			return nil, fmt.Errorf("dropping cached chunk %d of blob %s: %w", i, e.BlobID, werr)
+		}
+	}
+	if _, werr := c.cmap.WriteAt([]byte{0}, int64(i)); werr != nil {
+		c.logger.Warnf("blobcache: clearing the mark of chunk %d of blob %s: %v", i, e.BlobID, werr)
+	}
+	if err := c.ensure(ctx, i); err != nil {
+		return nil, err
+	}
+	return nil, nil
 }
 
 // claimLocked registers as in flight chunk i and the chunks that follow it
@@ -357,6 +408,7 @@ func (c *Cache) commit(i uint32, raw []byte) error {
 	c.flushMu.Lock()
 	c.pending = append(c.pending, i)
 	c.flushMu.Unlock()
+	c.verified[i].Store(true)
 	c.ready[i].Store(true)
 	return nil
 }

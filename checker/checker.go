@@ -162,7 +162,7 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 	}
 	var files closers
 	defer files.close()
-	img, blobs, err := loadBootstrap(work, layers, &files, problem)
+	img, blobs, err := loadBootstrap(work, retrying(ctx, layers, opts.TargetRegistry), &files, problem)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +172,7 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("source layers: %w", err)
 		}
-		want, err := flatten(ctx, srcLayers)
+		want, err := flatten(ctx, retrying(ctx, srcLayers, opts.SourceRegistry))
 		if err != nil {
 			return nil, err
 		}
@@ -205,6 +205,16 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 	}
 	rep.OK = len(rep.Problems) == 0
 	return rep, nil
+}
+
+// retrying makes the layers' downloads survive a registry cutting them off
+// midway, under the registry options' retry policy.
+func retrying(ctx context.Context, layers []v1.Layer, o registry.Options) []v1.Layer {
+	out := make([]v1.Layer, len(layers))
+	for i, l := range layers {
+		out[i] = registry.RetryingLayer(ctx, l, o.Policy())
+	}
+	return out
 }
 
 func sortedKeys(m map[string]string) []string {

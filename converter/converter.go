@@ -25,6 +25,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nydus-go/nydusify/imageref"
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafsbuild"
 	"github.com/nydus-go/nydusify/registry"
@@ -48,7 +49,9 @@ type Options struct {
 	TargetRegistry registry.Options
 
 	// WorkDir holds spilled layers and blobs while converting; a fresh
-	// directory below it is removed at the end. Default: the OS temp dir.
+	// directory below it, nydusify-convert-<pid>-<random>, is removed at the
+	// end, and those left there by killed conversions (pid gone) are removed
+	// at the start. Default: the OS temp dir.
 	WorkDir string
 	// Concurrency bounds parallel layer downloads and blob uploads
 	// (default 4).
@@ -163,14 +166,12 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	default:
 		return nil, errors.New("a target or a target suffix is required")
 	}
-	if err := os.MkdirAll(orTemp(opts.WorkDir), 0o755); err != nil {
-		return nil, fmt.Errorf("work directory: %w", err)
-	}
-	work, err := os.MkdirTemp(orTemp(opts.WorkDir), "nydusify-convert-")
+	work, release, err := makeWorkDir(orTemp(opts.WorkDir), logs.Or(opts.Build.Logger))
 	if err != nil {
-		return nil, fmt.Errorf("work directory: %w", err)
+		return nil, err
 	}
 	defer os.RemoveAll(work)
+	defer release()
 	if opts.Build.Workers == 0 {
 		opts.Build.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -248,9 +249,22 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 	if len(layers) == 0 {
 		return nil, nil, errors.New("the image has no layers")
 	}
+	cf, err := pi.Image.ConfigFile()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the config: %w", err)
+	}
+	if n := len(cf.RootFS.DiffIDs); n != len(layers) {
+		return nil, nil, fmt.Errorf("the config lists %d diff_ids for %d layers", n, len(layers))
+	}
 	converted, reports, err := c.convertLayers(ctx, layers, remote)
 	if err != nil {
 		return nil, nil, err
+	}
+	for i, cl := range converted {
+		if want := cf.RootFS.DiffIDs[i]; cl.diffID != want {
+			return nil, nil, fmt.Errorf("layer %d of %d (%s): its uncompressed content hashes to %s, the config's diff_id is %s",
+				i+1, len(layers), reports[i].SourceDigest, cl.diffID, want)
+		}
 	}
 	built := make([]*rafsbuild.Layer, len(converted))
 	for i, cl := range converted {

@@ -2,6 +2,9 @@ package converter
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +14,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nydus-go/nydusify/internal/retry"
+	"github.com/nydus-go/nydusify/internal/verify"
 	"github.com/nydus-go/nydusify/rafsbuild"
 	"github.com/nydus-go/nydusify/tarstream"
 )
@@ -28,8 +33,9 @@ type LayerReport struct {
 
 // convertedLayer is a layer blob waiting in the work directory.
 type convertedLayer struct {
-	layer *rafsbuild.Layer
-	path  string // blob file, named by its digest
+	layer  *rafsbuild.Layer
+	path   string  // blob file, named by its digest
+	diffID v1.Hash // sha256 of the source layer's uncompressed tar
 }
 
 // fetched is a source layer's compressed bytes, spilled to the work
@@ -110,7 +116,7 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 			return nil, nil, ctx.Err()
 		}
 		if f.err != nil {
-			return nil, nil, f.err
+			return nil, nil, downloadError(f.err, gctx)
 		}
 		digest, err := l.Digest()
 		if err != nil {
@@ -139,27 +145,83 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 	return out, reports, g.Wait()
 }
 
-// spill downloads a layer's compressed bytes into the work directory; the
-// registry client verifies them against the layer digest as they stream.
+// downloadError is the error to report for a failed download: a download
+// cancelled because another one failed reports that other failure, the
+// group's cause, rather than its own "context canceled".
+func downloadError(err error, group context.Context) error {
+	if cause := context.Cause(group); errors.Is(err, context.Canceled) && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// spill downloads a layer's compressed bytes into the work directory,
+// verified against the layer's digest and size as they stream. A download
+// cut short (a truncated body, a reset, a stall) or corrupted is started
+// again from the beginning, as often as the source's retry policy allows; a
+// request the retrying transport already gave up on is not tried again.
 func (c *converter) spill(ctx context.Context, l v1.Layer) (string, error) {
-	rc, err := l.Compressed()
+	digest, err := l.Digest()
 	if err != nil {
 		return "", fmt.Errorf("fetching layer: %w", err)
 	}
-	defer rc.Close()
+	size, err := l.Size()
+	if err != nil {
+		return "", fmt.Errorf("fetching layer %s: %w", digest, err)
+	}
 	f, err := os.CreateTemp(c.work, "source-*.layer")
 	if err != nil {
 		return "", err
 	}
-	_, err = io.Copy(f, ctxReader{ctx, rc})
+	err = c.opts.SourceRegistry.Policy().Do(ctx, "download", func(ctx context.Context) error {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if err := f.Truncate(0); err != nil {
+			return err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return retry.Permanent(err)
+		}
+		body, err := verify.ReadCloser(rc, size, digest)
+		if err != nil {
+			return retry.Permanent(err)
+		}
+		defer body.Close()
+		src := &readErr{r: ctxReader{ctx, body}}
+		_, err = io.Copy(f, src)
+		if err != nil && err == src.err && ctx.Err() == nil {
+			// Whatever went wrong with the body (cut short, reset,
+			// stalled, bytes that do not hash to the digest) may not
+			// happen on the next download.
+			return retry.Temporary(err)
+		}
+		return err
+	})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("fetching layer: %w", err)
+		return "", fmt.Errorf("fetching layer %s: %w", digest, err)
 	}
 	return f.Name(), nil
+}
+
+// readErr remembers the error its reader returned, to tell it from the
+// writer's.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 // convertLayer streams one layer, decompressed, into a blob file named by
@@ -181,14 +243,17 @@ func (c *converter) convertLayer(ctx context.Context, l v1.Layer, spilled string
 		return convertedLayer{}, err
 	}
 	defer tarStream.Close()
+	// The diff_id is the sha256 of the uncompressed tar, hashed as it streams.
+	diffID := sha256.New()
+	stream := io.TeeReader(tarStream, diffID)
 	blob, err := os.CreateTemp(c.work, "blob-*.tmp")
 	if err != nil {
 		return convertedLayer{}, err
 	}
-	layer, err := rafsbuild.BuildLayer(ctx, ctxReader{ctx, tarStream}, blob, c.opts.Build, dict)
+	layer, err := rafsbuild.BuildLayer(ctx, ctxReader{ctx, stream}, blob, c.opts.Build, dict)
 	if err == nil {
 		// Read past the tar's end so the gzip/zstd trailer is checked.
-		if _, derr := io.Copy(io.Discard, tarStream); derr != nil {
+		if _, derr := io.Copy(io.Discard, stream); derr != nil {
 			err = fmt.Errorf("reading layer stream: %w", derr)
 		}
 	}
@@ -199,7 +264,8 @@ func (c *converter) convertLayer(ctx context.Context, l v1.Layer, spilled string
 		os.Remove(blob.Name())
 		return convertedLayer{}, err
 	}
-	cl := convertedLayer{layer: layer, path: filepath.Join(c.work, layer.Digest)}
+	cl := convertedLayer{layer: layer, path: filepath.Join(c.work, layer.Digest),
+		diffID: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(diffID.Sum(nil))}}
 	if err := os.Rename(blob.Name(), cl.path); err != nil {
 		return convertedLayer{}, err
 	}

@@ -98,14 +98,25 @@ func (img *Image) Close() error {
 // BlobViews writes the uncompressed view of every blob into dir as
 // `<blob id>.blob.data` and returns their paths in blob-table order: the
 // order of the `device=` options of an EROFS mount of the bootstrap.
-func (img *Image) BlobViews(ctx context.Context, dir string) ([]string, error) {
+// On error, the directories it created for dir are removed again (with the
+// views it wrote none are left in them).
+func (img *Image) BlobViews(ctx context.Context, dir string) (_ []string, err error) {
 	if err := img.needBlobs(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	undo, err := mkdirAll(dir)
+	if err != nil {
 		return nil, err
 	}
 	var paths []string
+	defer func() {
+		if err != nil {
+			for _, p := range paths {
+				os.Remove(p)
+			}
+			undo()
+		}
+	}()
 	for i := range img.Boot.Blobs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -129,6 +140,26 @@ func (img *Image) BlobViews(ctx context.Context, dir string) ([]string, error) {
 		paths = append(paths, final)
 	}
 	return paths, nil
+}
+
+// mkdirAll is os.MkdirAll, returning a function that removes the
+// directories it created, deepest first, as long as they are empty.
+func mkdirAll(dir string) (undo func(), err error) {
+	var created []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return func() {
+		for _, d := range created {
+			os.Remove(d) // fails, leaving it, when not empty
+		}
+	}, nil
 }
 
 func (img *Image) needBlobs() error {

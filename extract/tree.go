@@ -30,9 +30,15 @@ func (img *Image) Tree(ctx context.Context, dst string, opts TreeOptions) (err e
 		return fmt.Errorf("destination %s is not empty", dst)
 	}
 	parent := filepath.Dir(filepath.Clean(dst))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	undo, err := mkdirAll(parent)
+	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil {
+			undo()
+		}
+	}()
 	tmp, err := os.MkdirTemp(parent, ".nydusify-unpack-*.tmp")
 	if err != nil {
 		return err

@@ -325,7 +325,8 @@ func pullBootstrap(ctx context.Context, opts Options, path string) (backend.Back
 	if len(layers) == 0 || m.Layers[len(m.Layers)-1].Annotations[packer.AnnotationNydusBootstrap] != "true" {
 		return nil, fmt.Errorf("%s is not a Nydus image: its last layer lacks %s=true", opts.Target, packer.AnnotationNydusBootstrap)
 	}
-	if _, err := packer.ExtractBootstrap(layers[len(layers)-1], path); err != nil {
+	boot := registry.RetryingLayer(ctx, layers[len(layers)-1], opts.Registry.Policy())
+	if _, err := packer.ExtractBootstrap(boot, path); err != nil {
 		return nil, fmt.Errorf("pulling the bootstrap of %s: %w", opts.Target, err)
 	}
 	switch ref.Kind {
@@ -338,7 +339,8 @@ func pullBootstrap(ctx context.Context, opts Options, path string) (backend.Back
 		if err != nil {
 			return nil, err
 		}
-		return backend.NewRegistry(nref.Context(), backend.WithKeychain(opts.Registry.Credentials()), backend.WithTransport(tr))
+		return backend.NewRegistry(nref.Context(), backend.WithKeychain(opts.Registry.Credentials()), backend.WithTransport(tr),
+			backend.WithRetry(opts.Registry.Policy()))
 	case imageref.OCILayout:
 		return backend.NewLocalFS(layout.BlobDir(ref.Path)), nil
 	}

@@ -236,6 +236,24 @@ func (b *BlobReader) DecodeChunk(i uint32, raw, dst []byte) ([]byte, error) {
 	return out, nil
 }
 
+// VerifyChunk checks data, the uncompressed bytes of chunk i as a cache
+// kept them, against the chunk table's size and digest. A mismatching digest
+// yields an error wrapping ErrDigestMismatch.
+func (b *BlobReader) VerifyChunk(i uint32, data []byte) error {
+	rec, ok := b.table[i]
+	switch {
+	case !ok:
+		return corruptf("chunk %d of blob %s is not in the bootstrap's chunk table", i, b.Entry.BlobID)
+	case uint64(len(data)) != uint64(rec.UncompressedSize):
+		return corruptf("chunk %d of blob %s is %d bytes, the chunk table says %d", i, b.Entry.BlobID, len(data), rec.UncompressedSize)
+	}
+	if got := b.Entry.Digester.Sum(data); got != rec.Digest {
+		return fmt.Errorf("%w: chunk %d of blob %s: %s %x, the chunk table says %x",
+			ErrDigestMismatch, i, b.Entry.BlobID, b.Entry.Digester, got[:8], rec.Digest[:8])
+	}
+	return nil
+}
+
 // ViewFile is what WriteBlobView writes into: an *os.File satisfies it.
 type ViewFile interface {
 	io.WriterAt

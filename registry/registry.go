@@ -15,8 +15,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -25,10 +27,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/nydus-go/nydusify/internal/retry"
 )
 
 // Options configures registry I/O. The zero value is the default: HTTPS with certificate
-// verification, credentials from the docker config, ggcr's retries, 4 jobs.
+// verification, credentials from the docker config, retry.Default, 4 jobs.
 type Options struct {
 	// Insecure skips TLS certificate verification. Connections still use HTTPS.
 	Insecure bool
@@ -45,10 +50,12 @@ type Options struct {
 	// ($DOCKER_CONFIG/config.json, else ~/.docker/config.json) with its credential helpers;
 	// without one, $REGISTRY_AUTH_FILE or podman's containers/auth.json; else anonymous.
 	Keychain authn.Keychain
-	// Retries is how many times a request failing with a transient error (network errors,
-	// 408, 429, 5xx) is retried, waiting 1s, 3s, 9s… between tries. 0 means ggcr's default
-	// of 2; a negative value disables retrying. ggcr applies it per HTTP request and again per
-	// blob upload, so an upload may be tried up to (Retries+1)² times.
+	// Retry is the retry policy of every request (see Policy); the zero value is
+	// retry.Default. Its Stall timeout bounds how long a silent registry can hold a request.
+	Retry retry.Policy
+	// Retries, when not 0, is how many times a request failing with a transient error
+	// (network errors, resets, stalls, 408, 429, 5xx) is retried: it sets Retry.Attempts to
+	// Retries+1. A negative value disables retrying.
 	Retries int
 	// Jobs is how many blobs are uploaded at once. 0 means 4.
 	Jobs int
@@ -102,6 +109,31 @@ func (o Options) Transport() (http.RoundTripper, error) {
 	return httpsOnly{next: base}, nil
 }
 
+// RetryingTransport is Transport wrapped with the retry policy (Policy): the transport of
+// every registry request made through ggcr's remote package. (Transport alone is for callers
+// that retry themselves, such as the mount's registry backend.)
+func (o Options) RetryingTransport() (http.RoundTripper, error) {
+	rt, err := o.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return o.Policy().Transport(rt), nil
+}
+
+// Policy returns the retry policy these options give: Retry, with Attempts set from Retries
+// when that is not 0.
+func (o Options) Policy() retry.Policy {
+	p := o.Retry
+	if o.Retries != 0 {
+		p.Attempts = max(o.Retries, 0) + 1
+	}
+	return p
+}
+
+// uploadTries bounds ggcr's retry of a whole blob upload, which covers the upload request
+// whose streamed body cannot be replayed request by request.
+const uploadTries = 3
+
 // Credentials returns Keychain, or authn.DefaultKeychain when it is nil.
 func (o Options) Credentials() authn.Keychain {
 	if o.Keychain == nil {
@@ -110,25 +142,37 @@ func (o Options) Credentials() authn.Keychain {
 	return o.Keychain
 }
 
-// RemoteOptions returns the ggcr remote options for these settings: transport (TLS and the
-// plain-HTTP guard), credentials, retries, jobs and user agent. A negative Jobs is an error.
+// RemoteOptions returns the ggcr remote options for these settings: transport (TLS, the
+// plain-HTTP guard and the retry policy), credentials, retries, jobs and user agent. A
+// negative Jobs is an error.
+//
+// Retrying is ours, not ggcr's, so that attempts do not multiply: every request that can be
+// replayed is tried up to Policy().Attempts times by retry.Policy.Transport, which also fails
+// a request whose headers or body stall. ggcr's own retry of single requests is switched off
+// (no status codes, and a predicate that refuses the raw transport errors it would see). Its
+// retry of a whole blob upload or manifest put stays, at most 3 tries (fewer when retrying is
+// reduced), because the upload's PATCH streams a body no transport can replay: a request
+// inside an upload is tried at most 3×Attempts times, any other at most Attempts times.
 func (o Options) RemoteOptions() ([]remote.Option, error) {
 	if o.Jobs < 0 {
 		return nil, fmt.Errorf("registry options: jobs %d is negative", o.Jobs)
 	}
-	rt, err := o.Transport()
+	rt, err := o.RetryingTransport()
 	if err != nil {
 		return nil, err
 	}
-	opts := []remote.Option{remote.WithTransport(rt), remote.WithAuthFromKeychain(o.Credentials())}
-	if o.Retries != 0 {
+	opts := []remote.Option{
+		remote.WithTransport(noPatchReplay{rt}),
+		remote.WithAuthFromKeychain(o.Credentials()),
+		remote.WithRetryStatusCodes(),
+		remote.WithRetryPredicate(wholeOperationRetryable),
 		// Steps counts tries, and must stay positive: with 0 ggcr runs nothing and reports success.
-		opts = append(opts, remote.WithRetryBackoff(remote.Backoff{
-			Duration: time.Second,
-			Factor:   3,
-			Jitter:   0.1,
-			Steps:    max(o.Retries, 0) + 1,
-		}))
+		remote.WithRetryBackoff(remote.Backoff{
+			Duration: 500 * time.Millisecond,
+			Factor:   2,
+			Jitter:   0.25,
+			Steps:    min(o.Policy().Tries(), uploadTries),
+		}),
 	}
 	if o.Jobs > 0 {
 		opts = append(opts, remote.WithJobs(o.Jobs))
@@ -137,6 +181,34 @@ func (o Options) RemoteOptions() ([]remote.Option, error) {
 		opts = append(opts, remote.WithUserAgent(o.UserAgent))
 	}
 	return opts, nil
+}
+
+// wholeOperationRetryable is ggcr's retry predicate. ggcr asks it both about the raw error of
+// one round trip (its retrying transport) and about the error of a whole upload or manifest
+// put, where round-trip failures arrive wrapped in a *url.Error by http.Client and error
+// answers as a *transport.Error. Only the latter are retried: single requests were retried by
+// our transport already.
+func wholeOperationRetryable(err error) bool {
+	var ue *url.Error
+	var te *transport.Error
+	if !errors.As(err, &ue) && !errors.As(err, &te) {
+		return false
+	}
+	return retry.Retryable(err)
+}
+
+// noPatchReplay keeps the retry transport from sending an upload's PATCH again: the registry
+// may have appended part of the first one to the upload, so a replay would corrupt it. A
+// failed PATCH fails its upload, which ggcr retries whole in a new upload session.
+type noPatchReplay struct{ next http.RoundTripper }
+
+func (n noPatchReplay) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPatch && req.GetBody != nil {
+		r := *req
+		r.GetBody = nil
+		req = &r
+	}
+	return n.next.RoundTrip(req)
 }
 
 // httpsOnly refuses plain-HTTP requests except to loopback hosts. ggcr falls back to HTTP for
@@ -275,4 +347,37 @@ func describe(a Artifact) (v1.Descriptor, error) {
 	}
 	d.Digest, err = a.Digest()
 	return d, err
+}
+
+// RetryingLayer returns l with a Compressed stream that survives the registry cutting it off
+// midway: it is opened again and resumes where it stopped (Policy.Reader), under p. Layers of
+// an image are fetched lazily as they are read, and a single request cannot replay a body
+// already handed to the reader; this covers that. Uncompressed decompresses that stream;
+// other methods are l's.
+func RetryingLayer(ctx context.Context, l v1.Layer, p retry.Policy) v1.Layer {
+	rl := retryingLayer{Layer: l, ctx: ctx, p: p}
+	if wrapped, err := partial.CompressedToLayer(rl); err == nil {
+		return wrapped
+	}
+	return rl
+}
+
+type retryingLayer struct {
+	v1.Layer
+	ctx context.Context
+	p   retry.Policy
+}
+
+func (l retryingLayer) Compressed() (io.ReadCloser, error) {
+	op := "reading layer"
+	if d, err := l.Digest(); err == nil {
+		op += " " + d.String()
+	}
+	r := l.p.Reader(l.ctx, op, l.Layer.Compressed)
+	// Open now, so that a failing request is reported here, as ggcr does.
+	if _, err := r.Read(nil); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
 }

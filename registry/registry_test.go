@@ -20,7 +20,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/nydus-go/nydusify/internal/faultproxy"
 	fx "github.com/nydus-go/nydusify/internal/imagefixture"
+	"github.com/nydus-go/nydusify/internal/retry"
 )
 
 // basicAuth lets through only requests carrying user:pass, answering others with a Basic
@@ -277,12 +279,15 @@ func TestHTTPSOnlyRefusesPrivateFallback(t *testing.T) {
 
 // A transient 503 is retried unless retrying is off.
 func TestRetries(t *testing.T) {
-	var failures atomic.Int64
+	var failures, hits atomic.Int64
 	host := fx.StartRegistry(t, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.Contains(r.URL.Path, "/manifests/") && failures.Add(-1) >= 0 {
-				http.Error(w, "busy", http.StatusServiceUnavailable)
-				return
+			if strings.Contains(r.URL.Path, "/manifests/") {
+				hits.Add(1)
+				if failures.Add(-1) >= 0 {
+					http.Error(w, "busy", http.StatusServiceUnavailable)
+					return
+				}
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -295,17 +300,107 @@ func TestRetries(t *testing.T) {
 	ref := host + "/app:v1"
 
 	failures.Store(1)
+	hits.Store(0)
 	if _, _, err := Open(context.Background(), ref, Options{Retries: -1}); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("Retries -1 after a 503: %v, want the 503", err)
 	}
+	if hits.Load() != 1 {
+		t.Errorf("Retries -1: %d manifest requests, want 1", hits.Load())
+	}
 	failures.Store(1)
-	start := time.Now()
+	hits.Store(0)
 	if _, _, err := Open(context.Background(), ref, Options{Retries: 1}); err != nil {
 		t.Fatalf("Retries 1 after one 503: %v", err)
 	}
-	if d := time.Since(start); d < 900*time.Millisecond {
-		t.Errorf("retried after %v, want the 1s backoff", d)
+	if hits.Load() != 2 {
+		t.Errorf("Retries 1 after one 503: %d manifest requests, want 2", hits.Load())
 	}
+}
+
+// fastRetry keeps the tests' waits short.
+var fastRetry = retry.Policy{Backoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, Stall: 300 * time.Millisecond}
+
+// Retrying is done once: a registry answering 503 to every manifest request sees exactly
+// Attempts of them, not ggcr's tries times ours; the error is the registry's answer.
+func TestRetryAttemptsDoNotMultiply(t *testing.T) {
+	var hits atomic.Int64
+	host := fx.StartRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/manifests/") {
+				hits.Add(1)
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	for _, attempts := range []int{1, 5} {
+		hits.Store(0)
+		p := fastRetry
+		p.Attempts = attempts
+		_, _, err := Open(context.Background(), host+"/app:v1", Options{Retry: p})
+		if err == nil || !strings.Contains(err.Error(), "503") {
+			t.Errorf("Attempts %d: %v, want the 503", attempts, err)
+		}
+		if hits.Load() != int64(attempts) {
+			t.Errorf("Attempts %d: %d manifest requests", attempts, hits.Load())
+		}
+	}
+}
+
+// A registry that accepts the connection and then says nothing fails the request after the
+// stall timeout on every attempt, with an error that says it stalled, instead of hanging.
+func TestStalledRegistry(t *testing.T) {
+	host := fx.StartRegistry(t, nil)
+	if err := remote.Write(fx.MustRef(t, host+"/app:v1"), fx.NewImage(t, fx.AMD64, true, fx.Gzip).Image); err != nil {
+		t.Fatal(err)
+	}
+	px, err := faultproxy.Start("http://"+host, faultproxy.Options{Rate: 1, Kinds: []faultproxy.Kind{faultproxy.Stall}, StallFor: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	p := fastRetry
+	p.Attempts = 2
+	start := time.Now()
+	_, _, err = Open(context.Background(), px.Host+"/app:v1", Options{Retry: p})
+	if err == nil || !strings.Contains(err.Error(), "stalled") || time.Since(start) > 10*time.Second {
+		t.Fatalf("stalled registry: %v after %v, want a stall error within seconds", err, time.Since(start))
+	}
+	if n, _ := px.Stats(); n != 2 {
+		t.Errorf("%d requests reached the stalled registry, want 2 (one per attempt)", n)
+	}
+}
+
+// An upload whose PATCH is cut off (its streamed body cannot be replayed request by request)
+// is retried as a whole, and the push succeeds.
+func TestPushRetriesUploadCutOff(t *testing.T) {
+	var cut atomic.Int64
+	cut.Store(2)
+	host := fx.StartRegistry(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPatch && cut.Add(-1) >= 0 {
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	img := fx.NewImage(t, fx.AMD64, true, fx.Gzip)
+	if _, err := Push(context.Background(), host+"/app:v1", img.Image, Options{Retry: fastRetry}); err != nil {
+		t.Fatalf("push with two uploads cut off: %v", err)
+	}
+	if cut.Load() >= 0 {
+		t.Fatal("no upload was cut off; the test proves nothing")
+	}
+	got, err := remote.Image(fx.MustRef(t, host+"/app:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.CheckLayers(t, got, img)
 }
 
 func TestRemoteOptionsErrors(t *testing.T) {

@@ -52,6 +52,9 @@ func (p Policy) attempts() int {
 	return p.Attempts
 }
 
+// Tries is the number of tries p makes in all: Attempts, or its default.
+func (p Policy) Tries() int { return p.attempts() }
+
 func (p Policy) wait(failures int) time.Duration {
 	d, maxD := p.Backoff, p.MaxBackoff
 	if d <= 0 {
@@ -133,6 +136,22 @@ func Temporary(err error) error {
 	return temporary{err}
 }
 
+// permanent marks an error as not worth retrying.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent marks err as not worth retrying by Do, whatever it wraps: for
+// example a request that a retrying transport already gave up on, which
+// another whole attempt would only multiply. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanent{err}
+}
+
 // StatusError is an HTTP answer that Transport gave up on retrying, or that
 // a caller reports with Status.
 type StatusError struct {
@@ -158,11 +177,12 @@ func RetryableStatus(code int) bool {
 }
 
 // Retryable reports whether err is a fault that another attempt may not
-// meet: marked Temporary, a retryable HTTP status, a connection reset,
+// meet: marked Temporary (and not Permanent), a retryable HTTP status, a connection reset,
 // refused or cut short, a timeout, or a stall. Cancellation by the caller is
 // never retryable.
 func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	var pe permanent
+	if err == nil || errors.Is(err, context.Canceled) || errors.As(err, &pe) {
 		return false
 	}
 	var t temporary
@@ -181,11 +201,14 @@ func Retryable(err error) bool {
 		return true
 	case errors.As(err, &ne) && ne.Timeout():
 		return true
+	case errors.As(err, &ue) && (errors.Is(ue.Err, io.EOF) || errors.Is(ue.Err, net.ErrClosed)):
+		// The connection closed before any response came, or while the
+		// request body was being sent (the transport closed it when the
+		// peer reset it). Before the Temporary case: *url.Error has a
+		// Temporary method, false here.
+		return true
 	case errors.As(err, &st):
 		return st.Temporary()
-	case errors.As(err, &ue) && errors.Is(ue.Err, io.EOF):
-		// The connection closed before any response came.
-		return true
 	}
 	return false
 }

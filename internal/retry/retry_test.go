@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -144,5 +146,101 @@ func TestStallIsBounded(t *testing.T) {
 	_, err := fetch(context.Background(), client, srv.URL, 100)
 	if err == nil || !retry.Retryable(err) || time.Since(start) > 5*time.Second {
 		t.Errorf("stalled body: err %v (retryable %v) after %v", err, retry.Retryable(err), time.Since(start))
+	}
+}
+
+// TestSlowUploadIsNotAStall: a request body that takes longer than the stall
+// timeout to send, but keeps moving, is not a stall; a body that stops
+// moving is one.
+func TestSlowUploadIsNotAStall(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			return
+		}
+		fmt.Fprint(w, n)
+	}))
+	defer srv.Close()
+	client := &http.Client{Transport: retry.Policy{Attempts: 1, Stall: 200 * time.Millisecond}.Transport(nil)}
+	send := func(pause time.Duration, pieces int) (string, error) {
+		pr, pw := io.Pipe()
+		go func() {
+			for range pieces {
+				time.Sleep(pause)
+				if _, err := pw.Write(make([]byte, 1000)); err != nil {
+					return
+				}
+			}
+			pw.Close()
+		}()
+		req, err := http.NewRequest(http.MethodPut, srv.URL, pr)
+		if err != nil {
+			return "", err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			pr.CloseWithError(err)
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	// 12 pieces 60ms apart: 720ms in all, more than three stall timeouts.
+	if got, err := send(60*time.Millisecond, 12); err != nil || got != "12000" {
+		t.Errorf("moving upload of 720ms under a 200ms stall timeout: %q, %v", got, err)
+	}
+	if _, err := send(time.Second, 2); err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Errorf("upload pausing 1s under a 200ms stall timeout: %v, want a stall", err)
+	}
+}
+
+// A connection closed before any answer, as http.Client reports it (a
+// *url.Error around io.EOF, whose own Temporary method says false), is
+// worth another try.
+func TestRetryableClosedConnection(t *testing.T) {
+	err := &url.Error{Op: "Patch", URL: "http://127.0.0.1/upload", Err: io.EOF}
+	if !retry.Retryable(err) || !retry.Retryable(fmt.Errorf("pushing: %w", err)) {
+		t.Errorf("Retryable(%v) = false", err)
+	}
+	// A reset while the body was being sent, as a PATCH meets it.
+	sending := &url.Error{Op: "Patch", URL: "http://127.0.0.1/upload", Err: &net.OpError{Op: "readfrom", Net: "tcp",
+		Err: &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}}}
+	if !retry.Retryable(sending) {
+		t.Errorf("Retryable(%v) = false", sending)
+	}
+	if retry.Retryable(&url.Error{Op: "Get", URL: "http://127.0.0.1/", Err: errors.New("unsupported protocol scheme")}) {
+		t.Error("a url.Error around a permanent error is retryable")
+	}
+}
+
+// TestSmallBodyCutIsRetried: a small body (a manifest, a config) cut off
+// midway is retried by the transport itself, so a caller reading it once
+// gets it whole.
+func TestSmallBodyCutIsRetried(t *testing.T) {
+	small := bytes.Repeat([]byte("manifest"), 1000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "m", time.Time{}, bytes.NewReader(small))
+	}))
+	defer srv.Close()
+	px, err := faultproxy.Start(srv.URL, faultproxy.Options{Rate: 0.5, Seed: 5, Kinds: []faultproxy.Kind{faultproxy.Truncate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	client := &http.Client{Transport: retry.Policy{Attempts: 10, Backoff: time.Millisecond}.Transport(nil)}
+	for i := range 30 {
+		resp, err := client.Get("http://" + px.Host + "/m")
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, small) {
+			t.Fatalf("get %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+	if _, faults := px.Stats(); faults[faultproxy.Truncate] == 0 {
+		t.Fatal("no body was cut; the test proves nothing")
 	}
 }

@@ -1,6 +1,7 @@
 package retry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,11 +55,17 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = body
 		}
 		resp, err := t.once(r)
+		if err == nil && n > 1 {
+			err = readSmallBody(req, resp)
+		}
 		last := i == n
 		switch {
 		case err == nil && (!RetryableStatus(resp.StatusCode) || last):
 			return resp, nil
 		case err != nil && (!Retryable(err) || last || req.Context().Err() != nil):
+			if i > 1 {
+				err = fmt.Errorf("%w (attempt %d of %d)", err, i, n)
+			}
 			return nil, err
 		}
 		if err == nil {
@@ -79,6 +86,27 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// smallBody is the largest announced body that Transport reads in full
+// before handing the response back (manifests, configs, indexes, tokens,
+// errors), so that one cut short is retried like a reset.
+const smallBody = 1 << 20
+
+// readSmallBody replaces a small body announced by Content-Length with its
+// bytes, read in full; an error reading it is the attempt's error.
+func readSmallBody(req *http.Request, resp *http.Response) error {
+	if resp.ContentLength <= 0 || resp.ContentLength > smallBody || req.Method == http.MethodHead {
+		return nil
+	}
+	b := make([]byte, resp.ContentLength)
+	_, err := io.ReadFull(resp.Body, b)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("%s %s: reading the %d-byte response body: %w", req.Method, req.URL.Redacted(), resp.ContentLength, err)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
+}
+
 // once sends one request; headers must come within the stall timeout, and
 // the body is watched so that it fails when it stops moving.
 func (t *transport) once(req *http.Request) (*http.Response, error) {
@@ -88,7 +116,12 @@ func (t *transport) once(req *http.Request) (*http.Response, error) {
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(stall, func() { cancel(errStalled) })
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	out := req.WithContext(ctx)
+	if req.Body != nil && req.Body != http.NoBody {
+		// Sending a large body takes as long as it takes; only a pause counts.
+		out.Body = &sentBody{ReadCloser: req.Body, timer: timer, stall: stall}
+	}
+	resp, err := t.base.RoundTrip(out)
 	if err != nil {
 		timer.Stop()
 		if context.Cause(ctx) == errStalled {
@@ -100,6 +133,22 @@ func (t *transport) once(req *http.Request) (*http.Response, error) {
 	timer.Reset(stall)
 	resp.Body = &watchedBody{rc: resp.Body, timer: timer, stall: stall, ctx: ctx, cancel: cancel}
 	return resp, nil
+}
+
+// sentBody re-arms the stall timer whenever the transport takes more of a
+// request body, so an upload stalls only when it stops moving.
+type sentBody struct {
+	io.ReadCloser
+	timer *time.Timer
+	stall time.Duration
+}
+
+func (b *sentBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.timer.Reset(b.stall)
+	}
+	return n, err
 }
 
 // watchedBody re-arms the stall timer on every read; when it fires the
