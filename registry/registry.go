@@ -285,7 +285,7 @@ func CheckPush(ctx context.Context, ref string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	rt, err := opts.Transport()
+	rt, err := opts.RetryingTransport()
 	if err != nil {
 		return err
 	}
