@@ -7,7 +7,7 @@ GO ?= go
 # binary is meant to be one static file (TestStaticBinary checks it).
 BIN ?= bin/nydusify
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/nydusify
+	CGO_ENABLED=0 $(GO) build -buildvcs=auto -o $(BIN) ./cmd/nydusify
 
 # The test run ends with a summary listing every skipped test and why
 # (internal/testsummary); CI passes TESTSUMMARY_FLAGS=-no-skip so a skipped
@@ -45,7 +45,7 @@ RACE_PKGS ?= ./blobcache ./imagemount ./rafsfs ./converter ./rafsbuild ./tarstre
 race:
 	$(GO) test -race -short -count=1 -timeout 20m $(RACE_PKGS)
 
-# The main job on a bundled sample tree: build, inspect, verify (see scripts/demo.sh).
+# The main job on a generated sample tree: build, inspect, verify (see scripts/demo.sh).
 demo: build
 	./scripts/demo.sh
 

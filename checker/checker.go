@@ -108,6 +108,7 @@ func (p Problem) String() string {
 type Report struct {
 	Target   string    `json:"target"`
 	Source   string    `json:"source,omitempty"`
+	Platform string    `json:"platform,omitempty"` // of the target image checked, as its index or config names it
 	Rules    []string  `json:"rules_run"`
 	Files    int       `json:"files_compared"`
 	Mounted  bool      `json:"mounted"` // the filesystem rule read a FUSE mount of the image
@@ -137,6 +138,9 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 	target, err := imageref.OpenImage(ctx, opts.Target, opts.TargetRegistry, opts.Platform)
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
+	}
+	if p := target.Platform; p.OS != "" {
+		rep.Platform = p.String()
 	}
 	var source *imageref.PlatformImage
 	if opts.Source != "" {

@@ -89,6 +89,18 @@ func Parse(s string) (Ref, error) {
 	if s == "" {
 		return Ref{}, errors.New("parsing image reference: empty")
 	}
+	// "demo/oci:sample": a layout directory (or an archive) and the name in it,
+	// with the prefix forgotten. Without this check it parses as a Docker Hub
+	// reference.
+	if p, tag, ok := strings.Cut(s, ":"); ok && tag != "" && p != "" {
+		if _, err := os.Stat(filepath.Join(p, "index.json")); err == nil {
+			return Ref{}, fmt.Errorf("%q names the local OCI image layout %s and its tag %s, not a registry image: use oci:%s", s, p, tag, s)
+		}
+		if oci, docker, err := archive.Formats(p); err == nil && (oci || docker) {
+			prefix := map[bool]string{true: "oci-archive:", false: "docker-archive:"}[oci]
+			return Ref{}, fmt.Errorf("%q names the local image archive %s, not a registry image: use %s%s", s, p, prefix, s)
+		}
+	}
 	if looksLikePath(s) {
 		return Ref{}, localPathError(s)
 	}

@@ -120,6 +120,7 @@ if [[ $root == yes && -e /dev/fuse ]]; then
 	fi
 else
 	step "7. FUSE mount: skipped (needs root and /dev/fuse)"
+	verdicts+=("SKIP  FUSE mount of the converted image (needs root and /dev/fuse)")
 fi
 
 step "Summary"

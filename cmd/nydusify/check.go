@@ -79,11 +79,15 @@ Exit status 1 when any problem is found.`,
 			if rep.Mounted {
 				how = ", read through a FUSE mount"
 			}
+			verdict := "check passed"
+			if rep.Platform != "" {
+				verdict += " for " + rep.Platform // one platform of an index is checked per run
+			}
 			if rep.Source != "" {
-				fmt.Printf("check passed: %s equals its source %s (rules %s; %d paths compared%s)\n",
-					rep.Target, rep.Source, strings.Join(rep.Rules, ", "), rep.Files, how)
+				fmt.Printf("%s: %s equals its source %s (rules %s; %d paths compared%s)\n",
+					verdict, rep.Target, rep.Source, strings.Join(rep.Rules, ", "), rep.Files, how)
 			} else {
-				fmt.Printf("check passed: %s is a valid Nydus image (rules %s)\n", rep.Target, strings.Join(rep.Rules, ", "))
+				fmt.Printf("%s: %s is a valid Nydus image (rules %s)\n", verdict, rep.Target, strings.Join(rep.Rules, ", "))
 			}
 			return nil
 		},

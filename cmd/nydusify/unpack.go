@@ -25,8 +25,10 @@ restored when running as root.
 With --blob-view, each blob is instead expanded into --output as
 <blob id>.blob.data: every chunk decompressed at its uncompressed offset,
 the layout of nydusd's blob cache. The Linux EROFS driver mounts the
-bootstrap with these files as devices, in the printed order:
-  mount -t erofs -o device=VIEW1,device=VIEW2 BOOTSTRAP MNT`,
+bootstrap with these files as devices, in the printed order, each on a
+read-only loop device (the kernel takes no plain file as device=):
+  mount -t erofs -o ro,device=$(losetup -f --show -r VIEW1) \
+        $(losetup -f --show -r BOOTSTRAP) MNT`,
 		Args: bootstrapArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bootstrap = args[0]

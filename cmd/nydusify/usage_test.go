@@ -398,7 +398,7 @@ func TestHumanSummaries(t *testing.T) {
 		t.Errorf("--output-json: %s (%v)", data, err)
 	}
 	r = run(t, nil, "check", "--target", dst, "--source", src)
-	if want := "check passed: " + dst + " equals its source " + src + " (rules manifest, bootstrap, filesystem; 3 paths compared)"; r.code != 0 || !strings.Contains(r.stdout, want) {
+	if want := ": " + dst + " equals its source " + src + " (rules manifest, bootstrap, filesystem; 3 paths compared)"; r.code != 0 || !strings.Contains(r.stdout, "check passed") || !strings.Contains(r.stdout, want) {
 		t.Errorf("check: exit %d, stdout %q, want %q", r.code, r.stdout, want)
 	}
 }
