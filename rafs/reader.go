@@ -30,10 +30,40 @@ type Reader struct {
 	tableErr  error
 }
 
+// rafsV5Magic opens a RAFS v5 superblock at offset 0 (docs/rafs-format.md §4).
+const rafsV5Magic = 0x52414653
+
+// identify tells by magic numbers what the bytes are before any size rule
+// applies, so that a RAFS v5 bootstrap, a data blob or another file is named
+// as what it is rather than reported as a corrupt v6 bootstrap.
+func identify(r io.ReaderAt, size int64) error {
+	var b [4]byte
+	if size >= SuperBlockOffset+4 {
+		if _, err := r.ReadAt(b[:], SuperBlockOffset); err == nil && le.Uint32(b[:]) == SuperMagic {
+			return nil
+		}
+	}
+	if size >= 4 {
+		if _, err := r.ReadAt(b[:], 0); err == nil && le.Uint32(b[:]) == rafsV5Magic {
+			return corruptf("a RAFS v5 bootstrap, which this tool does not read yet (only RAFS v6)")
+		}
+	}
+	if size >= 512 {
+		var hdr [100]byte
+		if _, err := r.ReadAt(hdr[:], size-512); err == nil && bytes.HasPrefix(hdr[:], []byte(TOCName+"\x00")) {
+			return corruptf("a Nydus data blob (it ends with the blob TOC), not a bootstrap: give the bootstrap (the .meta file, or image/image.boot of the bootstrap layer)")
+		}
+	}
+	return corruptf("not a RAFS bootstrap: no EROFS superblock magic at offset %d and no RAFS v5 magic at 0", SuperBlockOffset)
+}
+
 // Open reads and validates the superblocks, device slots and blob table of
 // the bootstrap held in r (size bytes), mirroring the checks nydusd makes
 // when it loads an image (§1.16).
 func Open(r io.ReaderAt, size int64) (*Reader, error) {
+	if err := identify(r, size); err != nil {
+		return nil, err
+	}
 	if size < BlockSize || size%BlockSize != 0 {
 		return nil, corruptf("bootstrap size %d is not a positive multiple of %d", size, BlockSize)
 	}
