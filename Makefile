@@ -1,7 +1,7 @@
 # Build and check targets. CI (.ci/run) runs `make fmt-check vet test`.
 GO ?= go
 
-.PHONY: build test fmt-check vet demo fuzz bench bench-mount
+.PHONY: build test fmt-check vet demo fuzz bench bench-mount mutation
 
 # CGO_ENABLED=0: net and os/user would otherwise link libc dynamically; the
 # binary is meant to be one static file (TestStaticBinary checks it).
@@ -43,3 +43,10 @@ bench:
 # Lazy FUSE mount (root): mount time, metadata walk and full reads vs the plain directory.
 bench-mount:
 	$(GO) run ./bench/mount
+
+# Mutation testing (gremlins, installed on first use) of the packages that
+# define correctness, one package at a time; see docs/mutation.md.
+# MUTATION_PKGS="rafs checker" narrows it; results land in mutation-out/.
+MUTATION_PKGS ?= rafs rafsbuild packer checker blobcache rafsfs imagemount
+mutation:
+	./scripts/mutation.sh $(MUTATION_PKGS)
