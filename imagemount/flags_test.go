@@ -118,13 +118,13 @@ func TestFlagConfigPrecedence(t *testing.T) {
 func TestFlagConfigNotes(t *testing.T) {
 	file := writeTemp(t, "nydusd.json", fileConfig)
 	_, notes, err := FlagConfig(Flags{ConfigFile: file, BackendType: Flag[string]{"registry", true},
-		BackendConfig: Flag[string]{`{"host": "h", "repo": "r", "retry_limit": 3}`, true}}, true)
+		BackendConfig: Flag[string]{`{"host": "h", "repo": "r", "connect_timeout": 3}`, true}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
 		file + ": digest_validate false: every chunk is still verified against its digest when fetched",
-		"--backend-config: backend config.retry_limit: not supported, ignored",
+		"--backend-config: backend config.connect_timeout: not supported, ignored",
 	}
 	if !slices.Equal(notes, want) {
 		t.Errorf("notes\n%q\nwant\n%q", notes, want)
