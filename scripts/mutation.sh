@@ -19,7 +19,7 @@ out=${MUTATION_OUT:-$PWD/mutation-out}
 mkdir -p "$out"
 
 gremlins=$(go env GOPATH)/bin/gremlins
-if ! "$gremlins" --version 2>/dev/null | grep -q "${GREMLINS_VERSION#v}"; then
+if ! go version -m "$gremlins" 2>/dev/null | grep -q "github.com/go-gremlins/gremlins.*$GREMLINS_VERSION"; then
 	go install "github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLINS_VERSION"
 fi
 
