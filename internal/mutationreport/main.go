@@ -4,6 +4,11 @@
 // lived, so each can be killed by a test or explained in docs/mutation.md.
 //
 //	go run ./internal/mutationreport DIR pkg...
+//	go run ./internal/mutationreport -recheck TREE RESULT.json pkg [skip-regexp]
+//
+// The second form applies each mutant that lived in RESULT.json to TREE (a
+// copy of the code the result was made from, with the tests to judge) and
+// runs the package's tests again: the mutants new tests kill.
 package main
 
 import (
@@ -12,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 )
 
 type result struct {
@@ -29,6 +35,17 @@ type result struct {
 }
 
 func main() {
+	if len(os.Args) >= 5 && os.Args[1] == "-recheck" {
+		skip := ""
+		if len(os.Args) > 5 {
+			skip = os.Args[5]
+		}
+		if err := recheck(os.Args[2], os.Args[3], os.Args[4], skip, 5*time.Minute); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) < 3 {
 		fmt.Fprintln(os.Stderr, "usage: mutationreport DIR pkg...")
 		os.Exit(2)
