@@ -1,7 +1,7 @@
 # Build and check targets. CI (.ci/run) runs `make fmt-check vet tidy-check lint test race`.
 GO ?= go
 
-.PHONY: build test fmt-check vet tidy-check lint lint-tool race demo fuzz bench bench-mount
+.PHONY: build test fmt-check vet tidy-check lint lint-tool race demo fuzz bench bench-mount mutation
 
 # CGO_ENABLED=0: net and os/user would otherwise link libc dynamically; the
 # binary is meant to be one static file (TestStaticBinary checks it).
@@ -49,9 +49,14 @@ race:
 demo: build
 	./scripts/demo.sh
 
-# Run each fuzz target of the untrusted-input parsers for FUZZTIME.
+# Run each fuzz target of the untrusted-input parsers for FUZZTIME. The rafs
+# codec targets check encode/decode identity against the format's tables; the
+# parser targets also bound what a hostile input may make them allocate.
 FUZZTIME ?= 30s
 fuzz:
+	$(GO) test ./rafs -run XXX -fuzz '^FuzzChunkInfoV1$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./rafs -run XXX -fuzz '^FuzzMetaHeaderCodec$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./rafs -run XXX -fuzz '^FuzzTOCEntry$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafs -run XXX -fuzz FuzzBootstrap -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafs -run XXX -fuzz FuzzBlobMeta -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafsbuild -run XXX -fuzz '^FuzzBuildLayer$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
@@ -70,3 +75,10 @@ bench:
 # Lazy FUSE mount (root): mount time, metadata walk and full reads vs the plain directory.
 bench-mount:
 	$(GO) run ./bench/mount
+
+# Mutation testing (gremlins, installed on first use) of the packages that
+# define correctness, one package at a time; see docs/mutation.md.
+# MUTATION_PKGS="rafs checker" narrows it; results land in mutation-out/.
+MUTATION_PKGS ?= rafs rafsbuild packer checker blobcache rafsfs imagemount
+mutation:
+	./scripts/mutation.sh $(MUTATION_PKGS)

@@ -80,6 +80,10 @@ const DefaultAmplify = 1 << 20
 // flushInterval is how often marks of newly cached chunks are made durable.
 const flushInterval = 500 * time.Millisecond
 
+// syncData makes the blob's view durable before marks are written; a test
+// holds a flush inside it.
+var syncData = (*os.File).Sync
+
 // Cache serves the chunks of one blob. It is safe for concurrent use; at most
 // one fetch per chunk is in flight, and concurrent readers of a chunk being
 // fetched wait for it.
@@ -512,7 +516,7 @@ func (c *Cache) flush() error {
 
 func (c *Cache) writeMarks(pending []uint32) error {
 	e := &c.blob.Entry
-	if err := c.data.Sync(); err != nil {
+	if err := syncData(c.data); err != nil {
 		return fmt.Errorf("syncing blob data of %s: %w", e.BlobID, err)
 	}
 	slices.Sort(pending)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/blobcache"
@@ -246,5 +247,106 @@ func TestPrefetch(t *testing.T) {
 	}
 	if n, err := c.Prefetch(ctx, all, 3); n != 0 || err != nil {
 		t.Errorf("second Prefetch = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// TestFlushDoesNotHoldReaders holds the periodic flush inside its fsync of
+// the blob's view and reads another chunk meanwhile: the read must finish
+// without waiting for the fsync (commit 34fc0f7; before it, flush kept the
+// pending-marks lock across the fsync and every committing reader waited),
+// and no mark may reach the chunk map while its data is not yet synced.
+// A failed fsync keeps the marks for the next flush.
+func TestFlushDoesNotHoldReaders(t *testing.T) {
+	out, img, ref := fixture(t)
+	var chunks []uint32
+	for i := range uint32(ref.ChunkCount()) {
+		if ref.InTable(i) {
+			chunks = append(chunks, i)
+		}
+	}
+	if len(chunks) < 2 {
+		t.Fatalf("fixture has %d chunks, want 2", len(chunks))
+	}
+	first, second := chunks[0], chunks[len(chunks)-1]
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	var syncs atomic.Int32
+	restore := blobcache.SetSyncData(func(f *os.File) error {
+		switch syncs.Add(1) {
+		case 1:
+			return errors.New("injected fsync failure")
+		case 2:
+			close(entered)
+			<-release
+		}
+		return f.Sync()
+	})
+	defer restore()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+
+	cacheDir := t.TempDir()
+	c, err := blobcache.Open(context.Background(), cacheDir, backend.NewLocalFS(out), img, 0, blobcache.Options{Amplify: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(i uint32) error {
+		want, err := ref.ReadChunk(i, nil)
+		if err != nil {
+			return err
+		}
+		got := make([]byte, len(want))
+		if _, err := c.ReadChunkAt(context.Background(), i, got, 0); err != nil {
+			return err
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("chunk %d differs", i)
+		}
+		return nil
+	}
+	if err := read(first); err != nil {
+		t.Fatal(err)
+	}
+	// The first flush fails its fsync, the second one holds in it.
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the flusher never synced twice")
+	}
+	cmap := filepath.Join(cacheDir, ref.Entry.BlobID+".chunk_map")
+	if m, err := os.ReadFile(cmap); err != nil || int(first) < len(m) && m[first] != 0 {
+		t.Errorf("chunk %d marked before its data was synced (%v)", first, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- read(second) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+		close(release)
+	case <-time.After(10 * time.Second):
+		t.Error("a read committing a chunk waited for the flush's fsync")
+		close(release)
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	released = true
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := os.ReadFile(cmap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []uint32{first, second} {
+		if int(i) >= len(m) || m[i] != 1 {
+			t.Errorf("chunk %d not marked after Close (a failed fsync must keep its marks)", i)
+		}
 	}
 }

@@ -471,6 +471,37 @@ func TestConvertDockerArchive(t *testing.T) {
 	if p := rep.Platforms[0]; len(p.Layers) != 3 || p.DataBytes == 0 {
 		t.Errorf("report %+v", p)
 	}
+	// Read the converted image back from the layout: three blob layers and
+	// the bootstrap layer, and (root) the kernel mount of it equals umoci's
+	// flattening of the layers the archive was written from.
+	idx, err := layout.ImageIndexFromPath(filepath.Join(dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(im.Manifests) != 1 || im.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "app" {
+		t.Fatalf("output index %+v", im.Manifests)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(layers) != 4 {
+		t.Fatalf("converted image has %d layers, want 3 blobs and a bootstrap", len(layers))
+	}
+	t.Run("kernel", func(t *testing.T) {
+		testenv.RequireRoot(t)
+		testenv.RequireEROFS(t)
+		// umoci reads OCI media types only: flatten the same tars as OCI.
+		requireSame(t, flatten(t, sourceImage(t, true, false)), mountNydus(t, img))
+	})
 }
 
 // TestConvertRealistic converts a realistic layer, the Go installation tree

@@ -1,6 +1,7 @@
 package imagemount_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -131,6 +132,11 @@ func TestStartErrors(t *testing.T) {
 	boot := filepath.Join(out, "img.meta")
 	cfg := imagemount.DefaultConfig()
 	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: out}
+	// A file of the right size whose EROFS magic at offset 1024 is wrong.
+	notBoot := filepath.Join(t.TempDir(), "output.json")
+	if err := os.WriteFile(notBoot, bytes.Repeat([]byte("{}"), 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		opts imagemount.Options
 		want string
@@ -140,8 +146,9 @@ func TestStartErrors(t *testing.T) {
 		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: boot, Target: "x", Config: cfg}, "not both"},
 		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: boot}, "no backend"},
 		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "missing"), Config: cfg}, "opening bootstrap"},
-		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "img.meta.json"), Config: cfg}, "bootstrap"},
-		{imagemount.Options{MountPath: t.TempDir(), Target: "oci:" + t.TempDir(), Config: cfg}, ""},
+		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: notBoot, Config: cfg}, "not a RAFS v6 bootstrap"},
+		// An empty directory is no OCI layout: it has no index.json.
+		{imagemount.Options{MountPath: t.TempDir(), Target: "oci:" + t.TempDir(), Config: cfg}, "reading index.json"},
 	} {
 		m, err := imagemount.Start(context.Background(), tc.opts)
 		if err == nil {

@@ -126,7 +126,7 @@ func TestParseLocalPath(t *testing.T) {
 		"../" + filepath.Base(filepath.Dir(dir)) + "/" + filepath.Base(dir): "use oci:../",
 		// The prefix forgotten before a layout and its tag: not a Docker Hub image.
 		filepath.Base(dir) + ":v1": "names the local OCI image layout " + filepath.Base(dir) + " and its tag v1, not a registry image: use oci:" + filepath.Base(dir) + ":v1",
-		dockerTar + ":app:1": "use docker-archive:" + dockerTar + ":app:1",
+		dockerTar + ":app:1":       "use docker-archive:" + dockerTar + ":app:1",
 	} {
 		_, err := Parse(in)
 		if err == nil || !strings.Contains(err.Error(), want) {

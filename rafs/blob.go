@@ -78,10 +78,13 @@ func ReadTOCData(r io.ReaderAt, e TOCEntry, maxSize uint64) ([]byte, error) {
 }
 
 // decompressLarge decompresses metadata sections, which may exceed a chunk.
+// The size is what the bootstrap or blob claims: memory is reserved for at
+// most a generous ratio of the input, and the output grows past that only as
+// the data really decompresses.
 func decompressLarge(c Compressor, src []byte, size uint64) ([]byte, error) {
 	switch c {
 	case CompressZstd:
-		out, err := zstdDecoder.DecodeAll(src, make([]byte, 0, size))
+		out, err := zstdDecoder.DecodeAll(src, make([]byte, 0, min(size, 64*uint64(len(src))+4096)))
 		if err != nil {
 			return nil, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
 		}

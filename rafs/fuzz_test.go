@@ -35,13 +35,23 @@ func FuzzBootstrap(f *testing.F) {
 		return bytes.NewReader(blob), int64(len(blob)), nil
 	})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		img, err := OpenImage(bytes.NewReader(data), int64(len(data)), opener)
+		var img *Image
+		var err error
+		// Opening and reading the tables allocates in proportion to
+		// the bootstrap, whatever sizes and counts it claims.
+		n := allocated(func() {
+			if img, err = OpenImage(bytes.NewReader(data), int64(len(data)), opener); err == nil {
+				img.Bootstrap().ChunkTable()
+				img.Bootstrap().PrefetchTable()
+			}
+		})
+		if max := allocBound(len(data), 0); n > max {
+			t.Fatalf("opening a bootstrap of %d bytes allocated %d bytes (%v)", len(data), n, err)
+		}
 		if err != nil {
 			return
 		}
 		rd := img.Bootstrap()
-		rd.ChunkTable()
-		rd.PrefetchTable()
 		for i := range rd.Blobs {
 			img.Blob(i)
 		}
@@ -92,7 +102,13 @@ func FuzzBlobMeta(f *testing.F) {
 		}
 		var header []byte
 		for _, e := range toc {
-			b, err := ReadTOCData(r, e, 1<<20)
+			var b []byte
+			var err error
+			// A section may claim up to the 1 MiB limit given here.
+			n := allocated(func() { b, err = ReadTOCData(r, e, 1<<20) })
+			if max := allocBound(len(data)+1<<20, len(b)); n > max {
+				t.Fatalf("TOC section %q of a %d-byte blob allocated %d bytes (%v)", e.Name, len(data), n, err)
+			}
 			if err == nil && e.Name == TOCBlobMetaHeader {
 				header = b
 			}
@@ -106,7 +122,11 @@ func FuzzBlobMeta(f *testing.F) {
 			Features: h.Features, CompressedSize: uint64(size), UncompressedSize: 1 << 30,
 			MetaCompressor: h.CICompressor, MetaOffset: h.CIOffset, MetaCompressedSize: h.CICompressedSize, MetaSize: h.CISize,
 		}
-		src, err := LoadChunkInfo(r, size, entry)
+		var src ChunkInfoSource
+		n := allocated(func() { src, err = LoadChunkInfo(r, size, entry) })
+		if max := allocBound(len(data), int(entry.MetaSize)*2); err != nil && n > allocBound(len(data), 0) || n > max {
+			t.Fatalf("chunk info of a %d-byte blob claiming %d chunks allocated %d bytes (%v)", len(data), h.CIEntries, n, err)
+		}
 		if err != nil {
 			return
 		}
