@@ -55,9 +55,9 @@ func firstLines(b []byte, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// buildMeasured converts one layer and returns its error and how many bytes
-// the heap allocated meanwhile.
-func buildMeasured(t *testing.T, data []byte, opts rafsbuild.Options) (error, uint64) {
+// buildMeasured converts one layer and returns how many bytes the heap
+// allocated meanwhile, and the conversion's error.
+func buildMeasured(t *testing.T, data []byte, opts rafsbuild.Options) (uint64, error) {
 	t.Helper()
 	f, err := os.CreateTemp(t.TempDir(), "blob")
 	if err != nil {
@@ -69,7 +69,7 @@ func buildMeasured(t *testing.T, data []byte, opts rafsbuild.Options) (error, ui
 	runtime.ReadMemStats(&before)
 	_, err = rafsbuild.BuildLayer(context.Background(), bytes.NewReader(data), f, opts, nil)
 	runtime.ReadMemStats(&after)
-	return err, after.TotalAlloc - before.TotalAlloc
+	return after.TotalAlloc - before.TotalAlloc, err
 }
 
 // claimedSize is a GNU tar whose one file claims size bytes (base-256 above
@@ -135,7 +135,7 @@ func TestLayerClaimedSizes(t *testing.T) {
 		{"GNU sparse, 1 PiB", oldGNUSparse("sparse", 1<<50), 0, "sparse: 1125899906842624 bytes need"},
 	}
 	for _, c := range cases {
-		err, alloc := buildMeasured(t, c.data, rafsbuild.Options{ChunkSize: c.chunkSize})
+		alloc, err := buildMeasured(t, c.data, rafsbuild.Options{ChunkSize: c.chunkSize})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
 		}
