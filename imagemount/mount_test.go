@@ -146,7 +146,7 @@ func TestStartErrors(t *testing.T) {
 		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: boot, Target: "x", Config: cfg}, "not both"},
 		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: boot}, "no backend"},
 		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: filepath.Join(out, "missing"), Config: cfg}, "opening bootstrap"},
-		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: notBoot, Config: cfg}, "not a RAFS v6 bootstrap"},
+		{imagemount.Options{MountPath: t.TempDir(), Bootstrap: notBoot, Config: cfg}, "not a RAFS bootstrap"},
 		// An empty directory is no OCI layout: it has no index.json.
 		{imagemount.Options{MountPath: t.TempDir(), Target: "oci:" + t.TempDir(), Config: cfg}, "reading index.json"},
 	} {
