@@ -115,8 +115,10 @@ func TestXattrEdges(t *testing.T) {
 	if _, err := UnmarshalXattrs(append(make([]byte, 12), 1, 1, 0)); err == nil {
 		t.Error("a 3-byte entry head was accepted")
 	}
-	if _, err := UnmarshalXattrs(append(make([]byte, 12), 1, 1, 100, 0, 'a', 'b', 'c', 'd')); err == nil {
-		t.Error("an entry whose value runs past the area was accepted")
+	for _, vlen := range []byte{20, 100} {
+		if _, err := UnmarshalXattrs(append(make([]byte, 12), 1, 1, vlen, 0, 'a', 'b', 'c', 'd')); err == nil {
+			t.Errorf("an entry whose %d-byte value runs past the area was accepted", vlen)
+		}
 	}
 }
 
