@@ -191,6 +191,9 @@ func synthetic(t *testing.T) *Reader {
 	binary.LittleEndian.PutUint16(b[160*32+2:], 3) // i_xattr_icount: 12 + 2*4 bytes
 	copy(b[160*32+64+12:], []byte{1, 1, 3, 0, 'a', 'b', 'c', 'd'})
 	copy(b[160*32+64+20:], direntBlock(40, ".", "..", "z"))
+	// nid 500: a regular file whose 100 chunk indexes would run past the
+	// file's end.
+	putInode(b, 500, LayoutChunkBased<<1, ModeReg|0o644, 100*0x1000, 0x20)
 	// nid 511: a compact (32-byte) fifo inode, the last 32 bytes of the
 	// file (in the padding of the directory's last dirent block).
 	o := 511 * 32
@@ -241,6 +244,9 @@ func TestSyntheticBootstrapEdges(t *testing.T) {
 		if a.CIIndex != uint32(k+1) || a.BlkAddr != uint32(10*k) || a.BlobIndex != 0 {
 			t.Errorf("chunk %d: %+v", k, a)
 		}
+	}
+	if _, err := rd.Chunks(node(500)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("chunk indexes past the end: %v, want ErrCorrupt", err)
 	}
 	if _, err := rd.Chunks(node(80)); err == nil {
 		t.Error("a chunk naming blob 1 of 1 was accepted")
@@ -440,6 +446,12 @@ func TestChunkInfoEdges(t *testing.T) {
 	if err := load(b, e); err != nil {
 		t.Errorf("chunks up to the tar header: %v", err)
 	}
+	// Chunk info claimed past the blob's end is corrupt.
+	b, e = rawBlob(chunks, 4100, false)
+	e.MetaOffset += 100
+	if err := load(b, e); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("chunk info past the blob: %v, want ErrCorrupt", err)
+	}
 	// Chunk info v2 is refused, unless the blob has no chunks to describe.
 	b, e = rawBlob(chunks, 4100, false)
 	e.Features |= BlobChunkInfoV2
@@ -474,8 +486,8 @@ func TestTOCEdges(t *testing.T) {
 	}
 	b = toc(2) // its header claims one entry more than the blob holds
 	copy(b[len(b)-TarHeaderSize:], TarHeader(TOCName, 3*TOCEntrySize))
-	if _, _, err := ReadTOC(bytes.NewReader(b), int64(len(b)), 0); err == nil {
-		t.Error("a TOC larger than its blob was accepted")
+	if _, _, err := ReadTOC(bytes.NewReader(b), int64(len(b)), 0); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a TOC larger than its blob: %v, want ErrCorrupt", err)
 	}
 
 	data := bytes.Repeat([]byte("s"), 1000)
