@@ -108,6 +108,19 @@ func TestAmplifyLimit(t *testing.T) {
 	if !c.Ready(run[1]) || c.Ready(run[2]) {
 		t.Errorf("limit of two chunks: second ready %v, third ready %v; want true, false", c.Ready(run[1]), c.Ready(run[2]))
 	}
+	third, _ := ref.Chunk(run[2])
+	c3, err := blobcache.Open(context.Background(), t.TempDir(), backend.NewLocalFS(out), img, 0,
+		blobcache.Options{Amplify: limit + int64(third.CompressedSize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	if _, err := c3.ReadChunkAt(context.Background(), run[0], make([]byte, 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if !c3.Ready(run[1]) || !c3.Ready(run[2]) {
+		t.Errorf("limit of three chunks: second ready %v, third ready %v", c3.Ready(run[1]), c3.Ready(run[2]))
+	}
 
 	c2, err := blobcache.Open(context.Background(), t.TempDir(), backend.NewLocalFS(out), img, 0, blobcache.Options{Amplify: 1 << 40})
 	if err != nil {
