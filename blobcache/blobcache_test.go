@@ -46,13 +46,19 @@ func referencedBytes(br *rafs.BlobReader) int64 {
 // output directory, the image and its blob read directly from disk.
 func fixture(t *testing.T) (string, *rafs.Image, *rafs.BlobReader) {
 	t.Helper()
+	return fixtureWith(t, rafs.CompressZstd)
+}
+
+// fixtureWith is fixture with compressor c.
+func fixtureWith(t *testing.T, c rafs.Compressor) (string, *rafs.Image, *rafs.BlobReader) {
+	t.Helper()
 	dir := t.TempDir()
 	src, out := filepath.Join(dir, "src"), filepath.Join(dir, "out")
 	if err := fstree.Make(src, fstree.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := rafsbuild.BuildDir(context.Background(), src, out, "img",
-		rafsbuild.Options{Compressor: rafs.CompressZstd, ChunkSize: 0x10000})
+		rafsbuild.Options{Compressor: c, ChunkSize: 0x10000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,7 +77,7 @@ func reg(name, body string, mode int64) entry {
 
 // image builds a two-layer source; mutate tweaks the entries of the first
 // layer to make a "tampered" variant.
-func image(t testing.TB, tweak func([]entry) []entry) v1.Image {
+func image(t testing.TB, tweak func([]entry) []entry, config ...func(*v1.ConfigFile)) v1.Image {
 	big := strings.Repeat("chunk data ", 200000)
 	l1 := []entry{
 		{name: "etc/", typ: tar.TypeDir, mode: 0o755}, reg("etc/conf", "a=1", 0o644),
@@ -97,11 +98,24 @@ func image(t testing.TB, tweak func([]entry) []entry) v1.Image {
 		l1 = tweak(l1)
 	}
 	// A symlink whose header mode is 0644 is still 0777 once applied.
-	l2 := []entry{reg(".wh.gone", "", 0o644), reg("etc/new", "layer 2", 0o644),
-		{name: "etc/sym644", link: "new", typ: tar.TypeSymlink, mode: 0o644}}
+	// etc/ again in layer 2: a directory over a directory keeps its
+	// children (image-spec, "Changesets").
+	l2 := []entry{reg(".wh.gone", "", 0o644), {name: "etc/", typ: tar.TypeDir, mode: 0o755},
+		reg("etc/new", "layer 2", 0o644), {name: "etc/sym644", link: "new", typ: tar.TypeSymlink, mode: 0o644}}
 	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	img, err := mutate.AppendLayers(base, layerOf(t, l1...), layerOf(t, l2...))
 	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Config.Cmd = []string{"/bin/tool"}
+	for _, f := range config {
+		f(cfg)
+	}
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
 		t.Fatal(err)
 	}
 	return img
@@ -173,7 +187,7 @@ func pushTampered(t *testing.T, host string) (string, map[string]string) {
 		byName["own/ln"].link = "own/g"
 		*byName["own/h2"] = reg("own/h2", "same", 0o644)
 		return append(es, reg("etc/only-in-source", "x", 0o644))
-	}))
+	}, func(c *v1.ConfigFile) { c.Config.Cmd = []string{"/tampered"} }))
 	// Every field the checker compares, each tampered on its own path.
 	return ref, map[string]string{
 		"/etc/conf": "mode", "/etc/x": "xattr:user.extra", "/bin/tool": "content",
@@ -237,14 +251,65 @@ func TestCheck(t *testing.T) {
 	}
 
 	tampered, want := pushTampered(t, fx.host)
-	if rep := check(t, fx.target, tampered, checker.Options{}); rep.OK || len(missing(rep, want)) != 0 {
+	rep := check(t, fx.target, tampered, checker.Options{})
+	if rep.OK || len(missing(rep, want)) != 0 {
 		t.Errorf("tampered source: missing %v among %v", missing(rep, want), rep.Problems)
+	}
+	// The runtime config differs; the hardlink problems name both groups,
+	// "(none)" for a path in no group, in path order.
+	var config bool
+	var links []checker.Problem
+	for _, p := range rep.Problems {
+		config = config || p.Rule == checker.RuleManifest && strings.Contains(p.Message, "runtime config differs")
+		if p.Field == "hardlinks" {
+			links = append(links, p)
+		}
+	}
+	if !config {
+		t.Errorf("tampered Cmd not reported among %v", rep.Problems)
+	}
+	wantLinks := []checker.Problem{
+		{Rule: checker.RuleFilesystem, Path: "/own/h1", Field: "hardlinks", Want: "(none)", Got: "/own/h1 /own/h2"},
+		{Rule: checker.RuleFilesystem, Path: "/own/h2", Field: "hardlinks", Want: "(none)", Got: "/own/h1 /own/h2"},
+	}
+	if !slices.Equal(links, wantLinks) {
+		t.Errorf("hardlink problems\n%v\nwant\n%v", links, wantLinks)
 	}
 
 	flipBlobByte(t, fx)
-	rep := check(t, fx.target, fx.src, checker.Options{})
+	rep = check(t, fx.target, fx.src, checker.Options{})
 	bad := unreadable(rep)
 	if rep.OK || bad["/bin/tool"] == "" || bad["/bin/alias"] == "" {
 		t.Errorf("corrupted blob: ok=%v problems=%v", rep.OK, rep.Problems)
+	}
+}
+
+// TestCheckBootstrapDiffID: the config's diff_id of the bootstrap layer
+// must be the sha256 of its uncompressed tar (image-spec, "Layer DiffID").
+func TestCheckBootstrapDiffID(t *testing.T) {
+	fx := converted(t)
+	tref, _ := name.ParseReference(fx.target, name.Insecure)
+	img, err := remote.Image(tref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := cfg.RootFS.DiffIDs
+	ids[len(ids)-1], _ = v1.NewHash("sha256:" + strings.Repeat("ab", 32))
+	bad, err := mutate.ConfigFile(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := push(t, fx.host, "nydus/app:bad-diffid", bad)
+	rep := check(t, target, fx.src, checker.Options{})
+	var found bool
+	for _, p := range rep.Problems {
+		found = found || p.Rule == checker.RuleManifest && strings.Contains(p.Message, "bootstrap layer diff_id sha256:abab")
+	}
+	if rep.OK || !found {
+		t.Errorf("a wrong bootstrap diff_id not reported: %v", rep.Problems)
 	}
 }

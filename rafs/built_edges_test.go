@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nydus-go/nydusify/rafs"
@@ -130,7 +131,15 @@ func TestMultiChunkZstd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := openImage(t, boot, blob)
+	// Count the reads of chunk data: Verify reads every chunk once.
+	var dataReads atomic.Int64
+	img, err := rafs.OpenImage(bytes.NewReader(boot), int64(len(boot)), rafs.BlobOpenerFunc(
+		func(_ int, e rafs.BlobEntry) (io.ReaderAt, int64, error) {
+			return readCounter{bytes.NewReader(blob), int64(e.MetaOffset), &dataReads}, int64(len(blob)), nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := img.Bootstrap().Blobs[0]
 	if e.MetaCompressor != rafs.CompressZstd || e.ChunkCount != 51 {
 		t.Fatalf("blob: chunk info %v, %d chunks; want zstd, 51", e.MetaCompressor, e.ChunkCount)
@@ -138,9 +147,13 @@ func TestMultiChunkZstd(t *testing.T) {
 	if got, err := readFile(img, "/f"); err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("/f: %d bytes, %v", len(got), err)
 	}
+	dataReads.Store(0)
 	counts, err := img.Verify(context.Background())
 	if err != nil || len(counts) != 1 || counts[0] != 51 {
 		t.Errorf("Verify: %v, %v; want [51]", counts, err)
+	}
+	if n := dataReads.Load(); n != 51 {
+		t.Errorf("Verify read chunk data %d times, want 51", n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -152,5 +165,54 @@ func TestMultiChunkZstd(t *testing.T) {
 	}
 	if _, err := img.BlobAt(1, bytes.NewReader(blob), int64(len(blob))); err == nil {
 		t.Error("BlobAt(1) of one blob")
+	}
+}
+
+type readCounter struct {
+	r       io.ReaderAt
+	dataEnd int64
+	n       *atomic.Int64
+}
+
+func (c readCounter) ReadAt(p []byte, off int64) (int, error) {
+	if off < c.dataEnd {
+		c.n.Add(1)
+	}
+	return c.r.ReadAt(p, off)
+}
+
+// TestVerifyChecksFileIndexes: a file's chunk index that names the right
+// chunk at the wrong block address fails Verify, although every chunk of
+// the blob is intact.
+func TestVerifyChecksFileIndexes(t *testing.T) {
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "src"), filepath.Join(dir, "out")
+	content := make([]byte, 10*4096)
+	for i := range content {
+		content[i] = byte(i / 4096 * 37)
+	}
+	os.MkdirAll(src, 0o755)
+	if err := os.WriteFile(filepath.Join(src, "f"), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rafsbuild.BuildDir(context.Background(), src, out, "img",
+		rafsbuild.Options{Compressor: rafs.CompressNone, ChunkSize: 0x1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, _ := os.ReadFile(filepath.Join(out, res.Bootstrap))
+	blob, _ := os.ReadFile(filepath.Join(out, res.Blobs[0]))
+	if _, err := openImage(t, boot, blob).Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Chunk 7 of /f: chunk-info index 7, device 1 (blob 0), block 7.
+	idx := []byte{7, 0, 1, 0, 7, 0, 0, 0}
+	if bytes.Count(boot, idx) != 1 {
+		t.Fatalf("chunk index %x occurs %d times", idx, bytes.Count(boot, idx))
+	}
+	bad := bytes.Clone(boot)
+	bad[bytes.Index(bad, idx)+4] = 8
+	if _, err := openImage(t, bad, blob).Verify(context.Background()); err == nil {
+		t.Error("a chunk index with the wrong block address passed Verify")
 	}
 }

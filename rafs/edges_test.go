@@ -115,8 +115,10 @@ func TestXattrEdges(t *testing.T) {
 	if _, err := UnmarshalXattrs(append(make([]byte, 12), 1, 1, 0)); err == nil {
 		t.Error("a 3-byte entry head was accepted")
 	}
-	if _, err := UnmarshalXattrs(append(make([]byte, 12), 1, 1, 100, 0, 'a', 'b', 'c', 'd')); err == nil {
-		t.Error("an entry whose value runs past the area was accepted")
+	for _, vlen := range []byte{20, 100} {
+		if _, err := UnmarshalXattrs(append(make([]byte, 12), 1, 1, vlen, 0, 'a', 'b', 'c', 'd')); err == nil {
+			t.Errorf("an entry whose %d-byte value runs past the area was accepted", vlen)
+		}
 	}
 }
 
@@ -183,6 +185,15 @@ func synthetic(t *testing.T) *Reader {
 	// nid 80: a regular file whose only chunk names blob 1 of 1.
 	putInode(b, 80, LayoutChunkBased<<1, ModeReg|0o644, 10, 0x20)
 	(&ChunkAddr{BlobIndex: 1}).MarshalTo(b[80*32+64:])
+	// nid 160: a directory with an inline xattr area (user.a = "bcd") and
+	// its dirents inline after the xattrs.
+	putInode(b, 160, LayoutFlatInline<<1, ModeDir|0o755, 12*3+1+2+1, 0)
+	binary.LittleEndian.PutUint16(b[160*32+2:], 3) // i_xattr_icount: 12 + 2*4 bytes
+	copy(b[160*32+64+12:], []byte{1, 1, 3, 0, 'a', 'b', 'c', 'd'})
+	copy(b[160*32+64+20:], direntBlock(40, ".", "..", "z"))
+	// nid 500: a regular file whose 100 chunk indexes would run past the
+	// file's end.
+	putInode(b, 500, LayoutChunkBased<<1, ModeReg|0o644, 100*0x1000, 0x20)
 	// nid 511: a compact (32-byte) fifo inode, the last 32 bytes of the
 	// file (in the padding of the directory's last dirent block).
 	o := 511 * 32
@@ -204,6 +215,12 @@ func TestSyntheticBootstrapEdges(t *testing.T) {
 	}
 	if ents, err := rd.ReadDir(node(126)); err != nil || len(ents) != 4 || ents[2].Name != "x" || ents[3].Name != "y" {
 		t.Errorf("two-block plain directory: %+v, %v", ents, err)
+	}
+	if n := node(160); len(n.Xattrs) != 1 || n.Xattrs[0].Name != "user.a" {
+		t.Errorf("xattrs of the directory: %+v", n.Xattrs)
+	}
+	if ents, err := rd.ReadDir(node(160)); err != nil || len(ents) != 3 || ents[2].Name != "z" {
+		t.Errorf("inline dirents after xattrs: %+v, %v", ents, err)
 	}
 	if s, err := rd.Readlink(node(200)); err != nil || len(s) != 2*BlockSize-(200*32+64) {
 		t.Errorf("inline symlink ending at the block end: %d bytes, %v", len(s), err)
@@ -227,6 +244,9 @@ func TestSyntheticBootstrapEdges(t *testing.T) {
 		if a.CIIndex != uint32(k+1) || a.BlkAddr != uint32(10*k) || a.BlobIndex != 0 {
 			t.Errorf("chunk %d: %+v", k, a)
 		}
+	}
+	if _, err := rd.Chunks(node(500)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("chunk indexes past the end: %v, want ErrCorrupt", err)
 	}
 	if _, err := rd.Chunks(node(80)); err == nil {
 		t.Error("a chunk naming blob 1 of 1 was accepted")
@@ -300,6 +320,49 @@ func TestOpenMetaBlock(t *testing.T) {
 		if _, err := Open(bytes.NewReader(b), int64(len(b))); (err == nil) != tc.ok {
 			t.Errorf("meta_blkaddr %d of a %d-block bootstrap: %v", tc.blk, len(b)/BlockSize, err)
 		}
+	}
+}
+
+// TestOpenTables: the chunk and prefetch tables must lie in the file; a
+// prefetch table is a multiple of 4 bytes.
+func TestOpenTables(t *testing.T) {
+	boot, err := os.ReadFile(fixtureBoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := uint64(len(boot))
+	for _, tc := range []struct {
+		name string
+		set  func(*ExtSuperBlock)
+		ok   bool
+	}{
+		{"chunk table past the end", func(e *ExtSuperBlock) { e.ChunkTableOffset = size }, false},
+		{"prefetch table in the file", func(e *ExtSuperBlock) { e.PrefetchTableOffset, e.PrefetchTableSize = 16544, 8 }, true},
+		{"prefetch table of 6 bytes", func(e *ExtSuperBlock) { e.PrefetchTableOffset, e.PrefetchTableSize = 16544, 6 }, false},
+		{"prefetch table past the end", func(e *ExtSuperBlock) { e.PrefetchTableOffset, e.PrefetchTableSize = size, 8 }, false},
+	} {
+		b := bytes.Clone(boot)
+		ext := UnmarshalExtSuperBlock(b[ExtSuperBlockOffset:])
+		tc.set(&ext)
+		ext.MarshalTo(b[ExtSuperBlockOffset:])
+		if _, err := Open(bytes.NewReader(b), int64(len(b))); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) ReadAt([]byte, int64) (int, error) { return 0, f.err }
+
+// TestIOErrorIsNotCorruption: a read that fails is reported as that
+// failure, not as a corrupt image.
+func TestIOErrorIsNotCorruption(t *testing.T) {
+	ioErr := errors.New("device error")
+	rd := &Reader{r: failingReader{ioErr}, size: 4 * BlockSize, bs: BlockSize}
+	_, err := rd.Node(3)
+	if !errors.Is(err, ioErr) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("failing read: %v", err)
 	}
 }
 
@@ -383,6 +446,12 @@ func TestChunkInfoEdges(t *testing.T) {
 	if err := load(b, e); err != nil {
 		t.Errorf("chunks up to the tar header: %v", err)
 	}
+	// Chunk info claimed past the blob's end is corrupt.
+	b, e = rawBlob(chunks, 4100, false)
+	e.MetaOffset += 100
+	if err := load(b, e); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("chunk info past the blob: %v, want ErrCorrupt", err)
+	}
 	// Chunk info v2 is refused, unless the blob has no chunks to describe.
 	b, e = rawBlob(chunks, 4100, false)
 	e.Features |= BlobChunkInfoV2
@@ -417,8 +486,8 @@ func TestTOCEdges(t *testing.T) {
 	}
 	b = toc(2) // its header claims one entry more than the blob holds
 	copy(b[len(b)-TarHeaderSize:], TarHeader(TOCName, 3*TOCEntrySize))
-	if _, _, err := ReadTOC(bytes.NewReader(b), int64(len(b)), 0); err == nil {
-		t.Error("a TOC larger than its blob was accepted")
+	if _, _, err := ReadTOC(bytes.NewReader(b), int64(len(b)), 0); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a TOC larger than its blob: %v, want ErrCorrupt", err)
 	}
 
 	data := bytes.Repeat([]byte("s"), 1000)
