@@ -77,7 +77,7 @@ bench-mount:
 	$(GO) run ./bench/mount
 
 # Mutation testing (gremlins, installed on first use) of the packages that
-# define correctness, one package at a time; see docs/mutation.md.
+# define correctness, one package at a time, and prints the score table.
 # MUTATION_PKGS="rafs checker" narrows it; results land in mutation-out/.
 MUTATION_PKGS ?= rafs rafsbuild packer checker blobcache rafsfs imagemount
 mutation:

@@ -1,7 +1,7 @@
 // Command mutationreport summarises the JSON results gremlins wrote for each
 // package (scripts/mutation.sh): mutants killed, lived, timed out and not
 // covered, the efficacy (killed over killed+lived) and every mutant that
-// lived, so each can be killed by a test or explained in docs/mutation.md.
+// lived, so each can be killed by a test or explained as equivalent.
 //
 //	go run ./internal/mutationreport DIR pkg...
 //	go run ./internal/mutationreport -recheck TREE RESULT.json pkg [skip-regexp]
