@@ -23,7 +23,8 @@ if ! go version -m "$gremlins" 2>/dev/null | grep -q "github.com/go-gremlins/gre
 	go install "github.com/go-gremlins/gremlins/cmd/gremlins@$GREMLINS_VERSION"
 fi
 
-export GOFLAGS="${GOFLAGS:-} -short"
+# -count=1: a cached coverage run would make gremlins time every mutant out.
+export GOFLAGS="${GOFLAGS:-} -short -count=1"
 for p in "${pkgs[@]}"; do
 	echo "=== $p"
 	start=$SECONDS
