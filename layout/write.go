@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nydus-go/nydusify/internal/atomicfile"
+	"github.com/nydus-go/nydusify/internal/ocidesc"
 	"github.com/nydus-go/nydusify/internal/verify"
 )
 
@@ -40,7 +41,7 @@ func Write(ctx context.Context, dir, tag string, a Artifact) (v1.Descriptor, err
 	if tag == "" {
 		tag = DefaultTag
 	}
-	desc, err := describe(a)
+	desc, err := ocidesc.Of(a)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -87,24 +88,6 @@ func Write(ctx context.Context, dir, tag string, a Artifact) (v1.Descriptor, err
 		return v1.Descriptor{}, err
 	}
 	return desc, nil
-}
-
-// describe returns the media type, size and digest of a manifest or index. Unlike
-// partial.Descriptor it sets no artifactType, which containerd does not write either and
-// docker manifest lists do not define.
-func describe(a Artifact) (v1.Descriptor, error) {
-	var (
-		d   v1.Descriptor
-		err error
-	)
-	if d.MediaType, err = a.MediaType(); err != nil {
-		return d, err
-	}
-	if d.Size, err = a.Size(); err != nil {
-		return d, err
-	}
-	d.Digest, err = a.Digest()
-	return d, err
 }
 
 // writeImage writes an image's layers, config and manifest, in that order.

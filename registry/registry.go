@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/nydus-go/nydusify/internal/ocidesc"
 	"github.com/nydus-go/nydusify/internal/retry"
 )
 
@@ -309,7 +310,7 @@ func CheckPush(ctx context.Context, ref string, opts Options) error {
 // manifest or index ref names last, so a reader never sees a manifest whose blobs are
 // missing. Cancelling ctx stops it.
 func Push(ctx context.Context, ref string, a Artifact, opts Options) (v1.Descriptor, error) {
-	desc, err := describe(a)
+	desc, err := ocidesc.Of(a)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -329,24 +330,6 @@ func Push(ctx context.Context, ref string, a Artifact, opts Options) (v1.Descrip
 		return v1.Descriptor{}, fmt.Errorf("pushing %s: %w", nref, err)
 	}
 	return desc, nil
-}
-
-// describe returns the media type, size and digest of a manifest or index. Unlike
-// partial.Descriptor it sets no artifactType, which containerd does not write either and
-// docker manifest lists do not define.
-func describe(a Artifact) (v1.Descriptor, error) {
-	var (
-		d   v1.Descriptor
-		err error
-	)
-	if d.MediaType, err = a.MediaType(); err != nil {
-		return d, err
-	}
-	if d.Size, err = a.Size(); err != nil {
-		return d, err
-	}
-	d.Digest, err = a.Digest()
-	return d, err
 }
 
 // RetryingLayer returns l with a Compressed stream that survives the registry cutting it off
