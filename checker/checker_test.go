@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/internal/testenv"
+	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 	"github.com/nydus-go/nydusify/registry"
@@ -311,5 +313,77 @@ func TestCheckBootstrapDiffID(t *testing.T) {
 	}
 	if rep.OK || !found {
 		t.Errorf("a wrong bootstrap diff_id not reported: %v", rep.Problems)
+	}
+}
+
+// TestCheckBlobTableSize: a bootstrap whose blob table states a compressed
+// size other than the blob layer's size in the manifest is reported. The
+// bootstrap is edited in place (the blob table entry's compressed size field,
+// docs/rafs-format.md §2.5) and re-packed into a bootstrap layer with the
+// original descriptor's media type and annotations.
+func TestCheckBlobTableSize(t *testing.T) {
+	fx := converted(t)
+	tref, _ := name.ParseReference(fx.target, name.Insecure)
+	img, err := remote.Image(tref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootPath := filepath.Join(t.TempDir(), "boot")
+	last := len(layers) - 1
+	if _, err := packer.ExtractBootstrap(layers[last], bootPath); err != nil {
+		t.Fatal(err)
+	}
+	boot, err := os.ReadFile(bootPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := rafs.Open(bytes.NewReader(boot), int64(len(boot)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := rd.Ext.BlobTableOffset
+	e := rafs.UnmarshalBlobEntry(boot[off : off+rafs.BlobEntrySize])
+	stated := e.CompressedSize
+	e.CompressedSize += 4096
+	e.MarshalTo(boot[off : off+rafs.BlobEntrySize])
+
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RootFS.DiffIDs, cfg.History = nil, nil
+	base, err := mutate.ConfigFile(mutate.ConfigMediaType(mutate.MediaType(empty.Image, mf.MediaType), mf.Config.MediaType), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adds []mutate.Addendum
+	for i, l := range layers[:last] {
+		adds = append(adds, mutate.Addendum{Layer: l, MediaType: mf.Layers[i].MediaType, Annotations: mf.Layers[i].Annotations})
+	}
+	adds = append(adds, mutate.Addendum{
+		Layer:     layerOf(t, entry{name: "image/", typ: tar.TypeDir, mode: 0o755}, reg("image/image.boot", string(boot), 0o644)),
+		MediaType: mf.Layers[last].MediaType, Annotations: mf.Layers[last].Annotations,
+	})
+	edited, err := mutate.Append(base, adds...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := push(t, fx.host, "nydus/app:bad-blob-size", edited)
+	rep := check(t, target, fx.src, checker.Options{})
+	want := fmt.Sprintf("%d bytes in the blob table, %d in the manifest", stated+4096, stated)
+	var found bool
+	for _, p := range rep.Problems {
+		found = found || p.Rule == checker.RuleBootstrap && strings.Contains(p.Message, want)
+	}
+	if rep.OK || !found {
+		t.Errorf("blob table size %d against %d in the manifest not reported (%q): %v", stated+4096, stated, want, rep.Problems)
 	}
 }
