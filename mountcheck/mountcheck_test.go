@@ -353,3 +353,72 @@ func TestProcessKilled(t *testing.T) {
 	}
 	requireUnmounted(t, dir)
 }
+
+// TestFUSEBlocksMatchKernel: the block counts the FUSE mount reports
+// (st_blocks of every entry, statfs' f_blocks, f_bsize, f_files, f_namelen)
+// are the ones the kernel's EROFS driver reports for the same image.
+func TestFUSEBlocksMatchKernel(t *testing.T) {
+	testenv.RequireEROFS(t)
+	testenv.RequireFUSE(t)
+	img := build(t)
+	kdir := t.TempDir()
+	km, err := mountcheck.EROFS(kdir, img.boot(), img.views(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer km.Close()
+	cfg := imagemount.DefaultConfig()
+	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: img.out}
+	fdir := t.TempDir()
+	fm, err := mountcheck.FUSE(context.Background(), imagemount.Options{MountPath: fdir, Bootstrap: img.boot(), Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fm.Close()
+
+	var kfs, ffs unix.Statfs_t
+	if err := unix.Statfs(kdir, &kfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Statfs(fdir, &ffs); err != nil {
+		t.Fatal(err)
+	}
+	// Kernels since 6.x report f_files as the maximum and f_ffree as the
+	// rest; the inodes in use are the same either way.
+	if kfs.Blocks != ffs.Blocks || kfs.Bfree != ffs.Bfree || kfs.Bsize != ffs.Bsize ||
+		kfs.Files-kfs.Ffree != ffs.Files-ffs.Ffree || kfs.Namelen != ffs.Namelen {
+		t.Errorf("statfs: FUSE blocks %d free %d bsize %d inodes %d namelen %d; kernel %d %d %d %d %d",
+			ffs.Blocks, ffs.Bfree, ffs.Bsize, ffs.Files-ffs.Ffree, ffs.Namelen,
+			kfs.Blocks, kfs.Bfree, kfs.Bsize, kfs.Files-kfs.Ffree, kfs.Namelen)
+	}
+	var checked, partial int
+	err = filepath.Walk(kdir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(kdir, p)
+		var ks, fs unix.Stat_t
+		if err := unix.Lstat(p, &ks); err != nil {
+			return err
+		}
+		if err := unix.Lstat(filepath.Join(fdir, rel), &fs); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			checked++
+			if ks.Size%4096 != 0 {
+				partial++
+			}
+		}
+		if ks.Blocks != fs.Blocks {
+			t.Errorf("%s (%d bytes): st_blocks %d on FUSE, %d from the kernel", rel, ks.Size, fs.Blocks, ks.Blocks)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 5 || partial == 0 {
+		t.Fatalf("only %d regular files (%d not a whole number of blocks) compared", checked, partial)
+	}
+}

@@ -237,7 +237,9 @@ func fillAttr(rn *rafs.Node, a *fuse.Attr) {
 	a.Ino = rn.Nid
 	a.Mode = uint32(ino.Mode)
 	a.Size = ino.Size
-	a.Blocks = (ino.Size + 511) / 512
+	// 512-byte units of the size rounded up to whole blocks, as the
+	// kernel's EROFS driver reports for the same inode.
+	a.Blocks = (ino.Size + rafs.BlockSize - 1) / rafs.BlockSize * (rafs.BlockSize / 512)
 	a.Blksize = rafs.BlockSize
 	a.Nlink = ino.Nlink
 	a.Uid, a.Gid = ino.UID, ino.GID
@@ -350,11 +352,13 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	return 0, syscall.ENODATA
 }
 
-// Statfs implements fs.NodeStatfser: the image's blocks, bootstrap and
-// blobs' uncompressed views together, all used.
+// Statfs implements fs.NodeStatfser: all blocks used, counted as the
+// kernel's EROFS driver counts them: the superblock's block count (itself
+// the sum of the device slots') plus every device slot's again
+// (docs/rafs-format.md §1.2, §1.4).
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	rd := n.fsys.rd
-	blocks := uint64(rd.FileSize()) / rd.BlockSize()
+	blocks := uint64(rd.Super.Blocks)
 	for _, d := range rd.Devices {
 		blocks += uint64(d.Blocks)
 	}
