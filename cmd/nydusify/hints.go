@@ -5,19 +5,22 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/http"
+	"strings"
 	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/registry"
 )
 
 // hint returns the fix for a failure users often meet whose error names it in the terms of
-// the network or the library rather than of this command's flags, or "".
-func hint(err error) string {
+// the network or the library rather than of the flags of cmd (the command that failed), or "".
+func hint(cmd *cobra.Command, err error) string {
 	var (
 		terr    *transport.Error
 		certErr *tls.CertificateVerificationError
@@ -29,13 +32,30 @@ func hint(err error) string {
 	case errors.Is(err, registry.ErrPlainHTTPRefused):
 		return "plain HTTP is used only with --plain-http (or for a loopback registry): add --plain-http to allow it"
 	case errors.As(err, &certErr), errors.As(err, &authErr):
-		return "the registry's TLS certificate is not trusted here: install its CA, or skip verification with --source-insecure / --target-insecure"
+		return "the registry's TLS certificate is not trusted here: install its CA" + insecureFlags(cmd)
 	case errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden):
 		return "credentials come from the docker config ($DOCKER_CONFIG/config.json): log in with docker login (or podman login) for this registry, with a user allowed to push for a target"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "nothing accepts connections there: is the registry running, and are host and port right?"
 	}
 	return ""
+}
+
+// insecureFlags names cmd's flags that skip TLS verification, as the
+// alternative to installing a CA, or "" when it has none.
+func insecureFlags(cmd *cobra.Command) string {
+	var names []string
+	if cmd != nil {
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if strings.HasSuffix(f.Name, "insecure") {
+				names = append(names, "--"+f.Name)
+			}
+		})
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return ", or skip verification with " + strings.Join(names, " or ")
 }
 
 // noteLoopback logs, at most once, that a registry named by refs is on a loopback host and

@@ -17,11 +17,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
+	cmd, err := newRootCmd().ExecuteContextC(ctx)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nydusify:", err)
-		if h := hint(err); h != "" {
+		if h := hint(cmd, err); h != "" {
 			fmt.Fprintln(os.Stderr, "hint:", h)
 		}
 		os.Exit(1)
