@@ -156,7 +156,7 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	case opts.Target != "" && opts.TargetSuffix != "":
 		return nil, errors.New("give a target or a target suffix, not both")
 	case opts.Target != "":
-		if dst, err = imageref.Parse(opts.Target); err != nil {
+		if dst, err = imageref.ParseTarget(opts.Target); err != nil {
 			return nil, fmt.Errorf("target: %w", err)
 		}
 	case opts.TargetSuffix != "":
@@ -166,12 +166,11 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	default:
 		return nil, errors.New("a target or a target suffix is required")
 	}
-	work, release, err := makeWorkDir(orTemp(opts.WorkDir), logs.Or(opts.Build.Logger))
+	work, done, err := makeWorkDir(orTemp(opts.WorkDir), logs.Or(opts.Build.Logger))
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	defer release()
+	defer done()
 	if opts.Build.Workers == 0 {
 		opts.Build.Workers = runtime.GOMAXPROCS(0)
 	}

@@ -110,6 +110,16 @@ func Parse(s string) (Ref, error) {
 	return Ref{Kind: Registry, Name: s}, nil
 }
 
+// ParseTarget parses s as Parse does, for a place to write an image: a
+// plain path is answered with the prefix that writes an OCI image layout
+// there, the one kind of local target there is.
+func ParseTarget(s string) (Ref, error) {
+	if looksLikePath(s) {
+		return Ref{}, fmt.Errorf("%q is written as a local path, not an image reference: to write an OCI image layout there, use oci:%s (oci:%s:TAG to tag the image)", s, s, s)
+	}
+	return Parse(s)
+}
+
 // String returns the reference in the form Parse accepts.
 func (r Ref) String() string {
 	if r.Kind == Registry {

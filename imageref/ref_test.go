@@ -139,3 +139,24 @@ func TestParseLocalPath(t *testing.T) {
 		t.Errorf("Parse(ubuntu) = %+v, %v; want the registry reference", r, err)
 	}
 }
+
+// A target written as a path gets the prefix that writes a layout there,
+// whether or not the path exists yet; other targets parse as Parse does.
+func TestParseTarget(t *testing.T) {
+	dir, _, _ := fx.WriteLayout(t)
+	for _, in := range []string{"./out", "/tmp/no/such/dir", dir, "~/img"} {
+		_, err := ParseTarget(in)
+		want := "to write an OCI image layout there, use oci:" + in
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseTarget(%q) = %v, want error containing %q", in, err, want)
+		}
+	}
+	for in, want := range map[string]Ref{
+		"oci:./out:v1":         {Kind: OCILayout, Path: "./out", Name: "v1"},
+		"localhost:5000/app:1": {Kind: Registry, Name: "localhost:5000/app:1"},
+	} {
+		if got, err := ParseTarget(in); err != nil || got != want {
+			t.Errorf("ParseTarget(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+}
