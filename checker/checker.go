@@ -157,7 +157,11 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target layers: %w", err)
 	}
-	checkManifest(target, source, layers, problem)
+	if !checkManifest(target, source, layers, problem) {
+		// Not a Nydus image at all: one problem that says so, rather than
+		// one per layer and a bootstrap that cannot be found.
+		return rep, nil
+	}
 
 	rep.Rules = append(rep.Rules, RuleBootstrap)
 	if len(layers) == 0 {
@@ -230,21 +234,29 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-// checkManifest applies the manifest rule.
-func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, problem func(string, string, ...any)) {
+// checkManifest applies the manifest rule. It returns false, having
+// reported it, when no layer of the target is a Nydus layer at all.
+func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, problem func(string, string, ...any)) bool {
 	m, err := target.Image.Manifest()
 	if err != nil {
 		problem(RuleManifest, "reading the manifest: %v", err)
-		return
+		return true
 	}
 	cfg, err := target.Image.ConfigFile()
 	if err != nil {
 		problem(RuleManifest, "reading the config: %v", err)
-		return
+		return true
 	}
 	if len(m.Layers) == 0 {
 		problem(RuleManifest, "the manifest has no layers")
-		return
+		return true
+	}
+	if !slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool {
+		return l.MediaType == packer.MediaTypeNydusBlob || l.Annotations[packer.AnnotationNydusBlob] == "true" ||
+			l.Annotations[packer.AnnotationNydusBootstrap] == "true"
+	}) {
+		problem(RuleManifest, "not a Nydus image: none of its %d layers is a Nydus blob or bootstrap layer (convert it with nydusify convert, and check the result)", len(m.Layers))
+		return false
 	}
 	last := m.Layers[len(m.Layers)-1]
 	if last.Annotations[packer.AnnotationNydusBootstrap] != "true" {
@@ -266,12 +278,13 @@ func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, pr
 		scfg, err := source.Image.ConfigFile()
 		if err != nil {
 			problem(RuleManifest, "reading the source config: %v", err)
-			return
+			return true
 		}
 		if !reflect.DeepEqual(scfg.Config, cfg.Config) {
 			problem(RuleManifest, "runtime config differs from the source's (Env, Cmd, Entrypoint, User, Labels, ...)")
 		}
 	}
+	return true
 }
 
 // loadBootstrap applies the bootstrap rule and opens the image with its

@@ -387,3 +387,15 @@ func TestCheckBlobTableSize(t *testing.T) {
 		t.Errorf("blob table size %d against %d in the manifest not reported (%q): %v", stated+4096, stated, want, rep.Problems)
 	}
 }
+
+// TestCheckNotNydus: an OCI image given as the target is reported as not a
+// Nydus image, in one problem, and nothing more is checked.
+func TestCheckNotNydus(t *testing.T) {
+	host, _ := testenv.StartRegistryStorage(t)
+	src := push(t, host, "src/app:v1", image(t, nil))
+	rep := check(t, src, src, checker.Options{})
+	if rep.OK || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].Message, "not a Nydus image: none of its 2 layers") ||
+		!slices.Equal(rep.Rules, []string{checker.RuleManifest}) {
+		t.Errorf("plain OCI target: ok=%v rules=%v problems=%v", rep.OK, rep.Rules, rep.Problems)
+	}
+}
