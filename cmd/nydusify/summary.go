@@ -55,8 +55,11 @@ func chunkSizeText(s string) string {
 
 // plural renders n with its noun: "1 layer", "3 layers".
 func plural(n int, noun string) string {
-	if n == 1 {
+	switch {
+	case n == 1:
 		return "1 " + noun
+	case strings.HasSuffix(noun, "y"):
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(noun, "y"))
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }
@@ -76,7 +79,7 @@ func mediaTypeName(mt string) string {
 // dedup and the time taken, with units.
 func writeBuildSummary(w io.Writer, bootstrap string, r *rafsbuild.Result) {
 	fmt.Fprintf(w, "built %s (RAFS v%s, %s, %s, %s digests)\n", bootstrap, r.FsVersion, r.Compressor, chunkSizeText(r.ChunkSize), r.Digester)
-	fmt.Fprintf(w, "  tree       %d entries, %d regular files, %s of file data\n", r.Entries, r.Files, humanSize(r.DataBytes))
+	fmt.Fprintf(w, "  tree       %s, %s, %s of file data\n", plural(int(r.Entries), "entry"), plural(int(r.Files), "regular file"), humanSize(r.DataBytes))
 	fmt.Fprintf(w, "  bootstrap  %s\n", humanSize(r.BootSize))
 	if len(r.BlobInfo) == 0 {
 		fmt.Fprintf(w, "  blob       none (no file has data)\n")
@@ -105,13 +108,13 @@ func writeConvertSummary(w io.Writer, r *converter.Report) {
 			dict += l.DictChunks
 		}
 		data += p.DataBytes
-		fmt.Fprintf(w, "  platform   %s, %s: %s of source layers (compressed) became %s of Nydus blobs and a %s bootstrap\n",
+		fmt.Fprintf(w, "  platform   %s, %s: %s of source layers (as stored) became %s of Nydus blobs and a %s bootstrap\n",
 			p.Platform, plural(len(p.Layers), "layer"), humanSize(p.SourceBytes), humanSize(p.BlobBytes), humanSize(p.BootstrapSize))
 		fmt.Fprintf(w, "  dedup      %s of file data in %d chunks, %d of them repeats stored once (%d found in lower layers)\n",
 			humanSize(p.DataBytes), p.Chunks, p.DedupChunks, dict)
 	}
 	if len(r.Skipped) > 0 {
-		fmt.Fprintf(w, "  skipped    %d index entries that are not images (attestations, artifacts)\n", len(r.Skipped))
+		fmt.Fprintf(w, "  skipped    %s that are not images (attestations, artifacts)\n", plural(len(r.Skipped), "index entry"))
 	}
 	t := r.Timings
 	line := fmt.Sprintf("  time       %s (resolve %s, convert %s, publish %s)",

@@ -385,7 +385,7 @@ func TestHumanSummaries(t *testing.T) {
 	for _, want := range []string{
 		"converted " + src + " to " + dst,
 		"(OCI image manifest)",
-		"1 layer: 2.0 MiB of source layers (compressed) became ",
+		"1 layer: 2.0 MiB of source layers (as stored) became ",
 		"2.0 MiB of file data in 2 chunks, 1 of them repeats stored once",
 		"MiB/s of file data",
 	} {
