@@ -3,6 +3,7 @@ package converter
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,8 +23,10 @@ const workLock = ".lock"
 
 // makeWorkDir creates this conversion's work directory below parent, named
 // with the pid and locked, after removing the directories that killed
-// conversions left there. release unlocks it; the caller removes it.
-func makeWorkDir(parent string, logger logrus.FieldLogger) (dir string, release func(), err error) {
+// conversions left there. done unlocks and removes it, and parent too when
+// makeWorkDir created it and nothing else is left in it.
+func makeWorkDir(parent string, logger logrus.FieldLogger) (dir string, done func(), err error) {
+	_, statErr := os.Stat(parent)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", nil, fmt.Errorf("work directory: %w", err)
 	}
@@ -43,7 +46,13 @@ func makeWorkDir(parent string, logger logrus.FieldLogger) (dir string, release 
 		os.RemoveAll(dir)
 		return "", nil, fmt.Errorf("work directory: locking: %w", err)
 	}
-	return dir, func() { lock.Close() }, nil
+	return dir, func() {
+		lock.Close()
+		os.RemoveAll(dir)
+		if errors.Is(statErr, fs.ErrNotExist) {
+			os.Remove(parent) // fails, as it should, when another conversion uses it
+		}
+	}, nil
 }
 
 // removeStaleWorkDirs removes the work directories in parent whose

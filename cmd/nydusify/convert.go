@@ -111,7 +111,7 @@ only with --plain-http.`,
 	f.BoolVar(&plainHTTP, "plain-http", false, "allow plain HTTP (no TLS) to source and target registries; loopback registries (localhost, 127.0.0.0/8, ::1) are allowed it without this flag")
 	f.StringVar(&outputJSON, "output-json", "", "write the conversion report (sizes, chunk and dedup counts, timings) to this file")
 	f.IntVar(&retries, "push-retry-count", 3, "retries of failed registry requests")
-	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for spilled layers and blobs (default: the system temp dir)")
+	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for spilled layers and blobs; created if missing, and removed again if convert created it (default: the system temp dir)")
 	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
 	f.BoolVar(&oci, "oci", true, "OCI media types for manifest, config, bootstrap layer and index, whatever the source's (always on: a docker v2 manifest cannot carry Nydus blob layers readably)")

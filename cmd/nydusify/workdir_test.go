@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -73,5 +74,15 @@ func TestKilledConvertWorkDir(t *testing.T) {
 	}
 	for _, e := range entries {
 		t.Errorf("%s left in the work directory after the second convert", e.Name())
+	}
+
+	// A --work-dir that convert had to create is gone again afterwards.
+	fresh := filepath.Join(dir, "fresh")
+	if r := run(t, nil, "convert", "--source", host+"/app:v1", "--target", "oci:"+filepath.Join(dir, "out")+":c",
+		"--plain-http", "--work-dir", fresh); r.code != 0 {
+		t.Fatalf("third convert: %s", r.stderr)
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the --work-dir convert created is still there: %v", err)
 	}
 }
