@@ -80,6 +80,11 @@ SIGINT or SIGTERM, then unmounts.`,
 			if (opts.Bootstrap == "") == (opts.Target == "") {
 				return errors.New("give one of --target and --bootstrap")
 			}
+			for _, f := range []string{"platform", "plain-http", "target-insecure"} {
+				if opts.Bootstrap != "" && fl.Changed(f) {
+					return fmt.Errorf("--%s applies to --target only: with --bootstrap the backend (--backend-type and --backend-config, or --config) says where the blobs are", f)
+				}
+			}
 			var notes []string
 			var err error
 			opts.Config, notes, err = imagemount.FlagConfig(imagemount.Flags{

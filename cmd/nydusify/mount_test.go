@@ -178,6 +178,8 @@ func TestMountConfig(t *testing.T) {
 	}{
 		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta")}, "--mount-path"},
 		{[]string{"mount", "--mount-path", mnt}, "one of --target and --bootstrap"},
+		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt, "--platform", "linux/arm64"}, "--platform applies to --target only"},
+		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt, "--plain-http"}, "--plain-http applies to --target only"},
 		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt}, "needs a backend"},
 		{[]string{"mount", "--target", "oci:" + filepath.Join(dir, "none"), "--mount-path", mnt}, "none"},
 		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt, "--backend-type", "s3", "--backend-config", "{}"}, `"s3" is not supported yet`},
