@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,9 +54,18 @@ type Options struct {
 	// end, and those left there by killed conversions (pid gone) are removed
 	// at the start. Default: the OS temp dir.
 	WorkDir string
-	// Concurrency bounds parallel layer downloads and blob uploads
-	// (default 4).
+	// Concurrency bounds parallel layer downloads, layer conversions and
+	// blob uploads (default 4).
 	Concurrency int
+	// CrossLayerDedup leaves out of each layer's blob the chunks that lower
+	// layers of the same image already store, and has its bootstrap point
+	// into their blobs. That saves space in one image, but a layer's blob
+	// then depends on the layers below it (the same layer converts to
+	// another blob over another base, so registries and nodes stop sharing
+	// it), layers convert one after another, and upstream's per-layer
+	// tools cannot use the blobs alone. Off by default: each layer's blob
+	// and bootstrap are a function of the layer and the options.
+	CrossLayerDedup bool
 	// Progress, if set, receives events as the conversion advances.
 	Progress func(Event)
 }
@@ -275,7 +285,12 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 	}
 	c.progress(Event{Kind: EventMerged, Platform: plat})
 	build := packer.Build{Bootstrap: merged.Bootstrap}
-	for _, cl := range converted {
+	for i, cl := range converted {
+		// The same layer twice in a stack makes the same blob twice (the
+		// upper copy hides every file of the lower): one layer is enough.
+		if slices.ContainsFunc(converted[:i], func(o convertedLayer) bool { return o.layer.Digest == cl.layer.Digest }) {
+			continue
+		}
 		build.Blobs = append(build.Blobs, packer.Blob{
 			Path:   cl.path,
 			Digest: v1.Hash{Algorithm: "sha256", Hex: cl.layer.Digest},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -47,11 +48,14 @@ type fetched struct {
 	done chan struct{}
 }
 
-// convertLayers converts the layers of one image in order against a shared
-// chunk dictionary (cross-layer dedup needs lower layers done first). For
-// registry sources up to jobs later layers are downloaded to the work
-// directory while earlier ones are converted, so the network and the CPU
-// overlap; memory stays bounded because layers are spilled, not buffered.
+// convertLayers converts the layers of one image. By default each layer is
+// converted on its own (its blob and bootstrap depend only on the layer and
+// the options), up to jobs layers at once; with CrossLayerDedup they are
+// converted in order against a shared chunk dictionary, as lower layers
+// must be done first. For registry sources up to jobs layers are downloaded
+// to the work directory ahead of their conversion, so the network and the
+// CPU overlap; memory stays bounded because layers are spilled, not
+// buffered.
 func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote bool) ([]convertedLayer, []LayerReport, error) {
 	pre := make([]*fetched, len(layers))
 	for i := range pre {
@@ -105,44 +109,96 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 		}
 	}
 
-	dict := rafsbuild.NewChunkDict()
-	out := make([]convertedLayer, 0, len(layers))
-	reports := make([]LayerReport, 0, len(layers))
+	out := make([]convertedLayer, len(layers))
+	reports := make([]LayerReport, len(layers))
+	sum := &progressSum{read: make([]uint64, len(layers)), report: c.opts.Build.Progress}
+	if c.opts.CrossLayerDedup {
+		dict := rafsbuild.NewChunkDict()
+		for i, l := range layers {
+			var err error
+			if out[i], reports[i], err = c.convertFetched(ctx, gctx, i, len(layers), l, pre[i], dict, sum); err != nil {
+				return nil, nil, err
+			}
+		}
+		return out, reports, g.Wait()
+	}
+	cg, cctx := errgroup.WithContext(ctx)
+	cg.SetLimit(c.opts.jobs())
 	for i, l := range layers {
-		f := pre[i]
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		}
-		if f.err != nil {
-			return nil, nil, downloadError(f.err, gctx)
-		}
-		digest, err := l.Digest()
-		if err != nil {
-			return nil, nil, fmt.Errorf("layer %d of %d: %w", i+1, len(layers), err)
-		}
-		size, _ := l.Size()
-		c.progress(Event{Kind: EventLayerStart, Layer: i, Layers: len(layers), Digest: digest, Size: size})
-		start := time.Now()
-		cl, err := c.convertLayer(ctx, l, f.path, dict)
-		if f.path != "" {
-			os.Remove(f.path)
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("converting layer %d of %d (%s): %w", i+1, len(layers), digest, err)
-		}
-		rep := LayerReport{
-			SourceDigest: digest, SourceSize: size,
-			// rafsbuild names a layer blob by its hex sha256, the RAFS blob id.
-			BlobDigest: v1.Hash{Algorithm: "sha256", Hex: cl.layer.Digest}, BlobSize: cl.layer.Size, LayerStats: cl.layer.Stats,
-			FetchMs: f.ms, ConvertMs: time.Since(start).Milliseconds(),
-		}
-		c.progress(Event{Kind: EventLayerDone, Layer: i, Layers: len(layers), Digest: digest, Report: &rep})
-		out = append(out, cl)
-		reports = append(reports, rep)
+		cg.Go(func() error {
+			var err error
+			out[i], reports[i], err = c.convertFetched(cctx, gctx, i, len(layers), l, pre[i], nil, sum)
+			return err
+		})
+	}
+	if err := cg.Wait(); err != nil {
+		return nil, nil, err
 	}
 	return out, reports, g.Wait()
+}
+
+// progressSum reports the file data read by all the layers of an image
+// together, as they convert at once.
+type progressSum struct {
+	mu     sync.Mutex
+	read   []uint64 // by layer
+	report func(rafsbuild.Progress)
+}
+
+// layer returns the progress callback of layer i's build, or nil when
+// nobody listens.
+func (p *progressSum) layer(i int) func(rafsbuild.Progress) {
+	if p.report == nil {
+		return nil
+	}
+	return func(q rafsbuild.Progress) {
+		p.mu.Lock()
+		p.read[i] = q.Bytes
+		var total uint64
+		for _, n := range p.read {
+			total += n
+		}
+		p.mu.Unlock()
+		p.report(rafsbuild.Progress{Bytes: total})
+	}
+}
+
+// convertFetched converts layer i of n once its download f (in the group
+// whose context is downloads) is done, and reports it; dict holds the
+// chunks of lower layers to leave out, or is nil; sum gathers progress.
+func (c *converter) convertFetched(ctx, downloads context.Context, i, n int, l v1.Layer, f *fetched, dict *rafsbuild.ChunkDict, sum *progressSum) (convertedLayer, LayerReport, error) {
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return convertedLayer{}, LayerReport{}, ctx.Err()
+	}
+	if f.err != nil {
+		return convertedLayer{}, LayerReport{}, downloadError(f.err, downloads)
+	}
+	digest, err := l.Digest()
+	if err != nil {
+		return convertedLayer{}, LayerReport{}, fmt.Errorf("layer %d of %d: %w", i+1, n, err)
+	}
+	size, _ := l.Size()
+	c.progress(Event{Kind: EventLayerStart, Layer: i, Layers: n, Digest: digest, Size: size})
+	start := time.Now()
+	opts := c.opts.Build
+	opts.Progress = sum.layer(i)
+	cl, err := c.convertLayer(ctx, l, f.path, opts, dict)
+	if f.path != "" {
+		os.Remove(f.path)
+	}
+	if err != nil {
+		return convertedLayer{}, LayerReport{}, fmt.Errorf("converting layer %d of %d (%s): %w", i+1, n, digest, err)
+	}
+	rep := LayerReport{
+		SourceDigest: digest, SourceSize: size,
+		// rafsbuild names a layer blob by its hex sha256, the RAFS blob id.
+		BlobDigest: v1.Hash{Algorithm: "sha256", Hex: cl.layer.Digest}, BlobSize: cl.layer.Size, LayerStats: cl.layer.Stats,
+		FetchMs: f.ms, ConvertMs: time.Since(start).Milliseconds(),
+	}
+	c.progress(Event{Kind: EventLayerDone, Layer: i, Layers: n, Digest: digest, Report: &rep})
+	return cl, rep, nil
 }
 
 // downloadError is the error to report for a failed download: a download
@@ -226,7 +282,7 @@ func (r *readErr) Read(p []byte) (int, error) {
 
 // convertLayer streams one layer, decompressed, into a blob file named by
 // its digest in the work directory.
-func (c *converter) convertLayer(ctx context.Context, l v1.Layer, spilled string, dict *rafsbuild.ChunkDict) (convertedLayer, error) {
+func (c *converter) convertLayer(ctx context.Context, l v1.Layer, spilled string, opts rafsbuild.Options, dict *rafsbuild.ChunkDict) (convertedLayer, error) {
 	var src io.ReadCloser
 	var err error
 	if spilled != "" {
@@ -250,7 +306,7 @@ func (c *converter) convertLayer(ctx context.Context, l v1.Layer, spilled string
 	if err != nil {
 		return convertedLayer{}, err
 	}
-	layer, err := rafsbuild.BuildLayer(ctx, ctxReader{ctx, stream}, blob, c.opts.Build, dict)
+	layer, err := rafsbuild.BuildLayer(ctx, ctxReader{ctx, stream}, blob, opts, dict)
 	if err == nil {
 		// Read past the tar's end so the gzip/zstd trailer is checked.
 		if _, derr := io.Copy(io.Discard, stream); derr != nil {

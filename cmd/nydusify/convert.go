@@ -33,8 +33,13 @@ Sources: a registry reference, oci:DIR[:TAG] (OCI layout), oci-archive:FILE[:TAG
 docker-archive:FILE[:REF] (docker save). Targets: a registry reference or
 oci:DIR[:TAG]. Credentials come from the docker config ($DOCKER_CONFIG).
 
-Every layer streams into one Nydus blob carrying its own bootstrap; chunks
-repeated across layers are stored once. The image has OCI media types even
+Every layer streams into its own Nydus blob carrying its own bootstrap, with
+chunks repeated within the layer stored once. A blob depends only on its
+layer and the options, so the same layer (a shared base) converts to the same
+blob in every image, and layers convert in parallel (--concurrency).
+--cross-layer-dedup also leaves out of each blob the chunks lower layers
+store: a smaller image, but blobs tied to the layers below them (no longer
+shared between images on different bases) and converted one by one. The image has OCI media types even
 for a Docker source, as with upstream's --oci (a Docker v2 manifest holding
 Nydus blob layers is refused by skopeo). The layers' bootstraps are merged
 with overlay whiteout rules into the image bootstrap, shipped as the last
@@ -112,7 +117,8 @@ only with --plain-http.`,
 	f.StringVar(&outputJSON, "output-json", "", "write the conversion report (sizes, chunk and dedup counts, timings) to this file")
 	f.IntVar(&retries, "push-retry-count", 3, "retries of failed registry requests")
 	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for spilled layers and blobs; created if missing, and removed again if convert created it (default: the system temp dir)")
-	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
+	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads, layer conversions and blob uploads")
+	f.BoolVar(&opts.CrossLayerDedup, "cross-layer-dedup", false, "leave out of each layer's blob the chunks lower layers store: smaller, but each blob then depends on the layers below it and layers convert one by one")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
 	f.BoolVar(&oci, "oci", true, "OCI media types for manifest, config, bootstrap layer and index, whatever the source's (always on: a docker v2 manifest cannot carry Nydus blob layers readably)")
 	f.BoolVar(&dockerV2, "docker-v2-format", false, "deprecated, has no effect")

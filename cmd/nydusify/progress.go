@@ -81,11 +81,11 @@ func (v *progressView) done() {
 func (v *progressView) event(e converter.Event) {
 	switch e.Kind {
 	case converter.EventPlatformStart:
+		v.mu.Lock()
+		v.label, v.start = "layers", time.Now()
+		v.mu.Unlock()
 		v.logf("converting platform %s", e.Platform)
 	case converter.EventLayerStart:
-		v.mu.Lock()
-		v.label, v.start = fmt.Sprintf("layer %d/%d", e.Layer+1, e.Layers), time.Now()
-		v.mu.Unlock()
 		v.logf("layer %d/%d %s (%d bytes): converting", e.Layer+1, e.Layers, e.Digest, e.Size)
 	case converter.EventLayerDone:
 		r := e.Report
