@@ -122,19 +122,36 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 		}
 		return out, reports, g.Wait()
 	}
-	cg, cctx := errgroup.WithContext(ctx)
+	// A failed download stops the conversions too.
+	cg, cctx := errgroup.WithContext(gctx)
 	cg.SetLimit(c.opts.jobs())
+	errs := make([]error, len(layers))
 	for i, l := range layers {
 		cg.Go(func() error {
-			var err error
-			out[i], reports[i], err = c.convertFetched(cctx, gctx, i, len(layers), l, pre[i], nil, sum)
-			return err
+			out[i], reports[i], errs[i] = c.convertFetched(cctx, gctx, i, len(layers), l, pre[i], nil, sum)
+			return errs[i]
 		})
 	}
-	if err := cg.Wait(); err != nil {
-		return nil, nil, err
+	if cg.Wait() != nil {
+		return nil, nil, lowestCause(errs)
 	}
 	return out, reports, g.Wait()
+}
+
+// lowestCause picks the error to report of layers that failed at once: the
+// lowest layer's own failure, not a cancellation that another layer's
+// failure caused, so the same input fails with the same message.
+func lowestCause(errs []error) error {
+	var first error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // progressSum reports the file data read by all the layers of an image
@@ -167,10 +184,16 @@ func (p *progressSum) layer(i int) func(rafsbuild.Progress) {
 // whose context is downloads) is done, and reports it; dict holds the
 // chunks of lower layers to leave out, or is nil; sum gathers progress.
 func (c *converter) convertFetched(ctx, downloads context.Context, i, n int, l v1.Layer, f *fetched, dict *rafsbuild.ChunkDict, sum *progressSum) (convertedLayer, LayerReport, error) {
+	// A finished download goes first, so that its own error is reported
+	// rather than the cancellation another layer's failure caused.
 	select {
 	case <-f.done:
-	case <-ctx.Done():
-		return convertedLayer{}, LayerReport{}, ctx.Err()
+	default:
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return convertedLayer{}, LayerReport{}, ctx.Err()
+		}
 	}
 	if f.err != nil {
 		return convertedLayer{}, LayerReport{}, downloadError(f.err, downloads)

@@ -36,11 +36,19 @@ func (l probeLayer) Compressed() (io.ReadCloser, error) {
 	if l.fail {
 		return nil, errors.New("registry says no")
 	}
-	return io.NopCloser(bytes.NewReader(make([]byte, 1<<10))), nil
+	return io.NopCloser(bytes.NewReader(probeBody)), nil
 }
 
-func (probeLayer) Digest() (v1.Hash, error)             { return v1.Hash{Algorithm: "sha256", Hex: "00"}, nil }
-func (probeLayer) DiffID() (v1.Hash, error)             { return v1.Hash{Algorithm: "sha256", Hex: "00"}, nil }
+// probeBody is what a probe layer that does not fail serves: an empty tar
+// (two zero blocks and padding), with its true digest, so that the failing
+// layer's error is the only one whichever layer converts first.
+var probeBody = make([]byte, 1<<10)
+
+func (probeLayer) Digest() (v1.Hash, error) {
+	h, _, err := v1.SHA256(bytes.NewReader(probeBody))
+	return h, err
+}
+func (l probeLayer) DiffID() (v1.Hash, error)           { return l.Digest() }
 func (probeLayer) Uncompressed() (io.ReadCloser, error) { return nil, errors.New("not used") }
 func (probeLayer) Size() (int64, error)                 { return 1 << 10, nil }
 func (probeLayer) MediaType() (types.MediaType, error)  { return types.OCILayer, nil }
