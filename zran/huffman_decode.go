@@ -1,8 +1,8 @@
 package zran
 
 import (
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 

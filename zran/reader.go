@@ -120,11 +120,12 @@ func NewReader(src io.Reader, onPoint func(Checkpoint)) *Reader {
 // (Window included); src must yield the stream's bytes from cp.In on. The
 // output starts at cp.Out. The member that holds cp is not checked against
 // its CRC-32 and ISIZE (only part of it is decoded); later members are.
-func NewResumeReader(src io.Reader, cp Checkpoint) (*Reader, error) {
+// onPoint is as for NewReader.
+func NewResumeReader(src io.Reader, cp Checkpoint, onPoint func(Checkpoint)) (*Reader, error) {
 	if cp.Bits > 7 || len(cp.Window) > WindowSize || cp.In < 0 || cp.Out < int64(len(cp.Window)) {
 		return nil, fmt.Errorf("zran: invalid checkpoint (in %d, bits %d, out %d, window %d)", cp.In, cp.Bits, cp.Out, len(cp.Window))
 	}
-	z := newReader(src, nil)
+	z := newReader(src, onPoint)
 	z.inBase = cp.In - inKeep
 	z.ip, z.iend = inKeep, inKeep
 	z.in[inKeep-1] = cp.PrevByte
