@@ -351,3 +351,5 @@ func farMatch() []byte {
 	}
 	return append(b, make([]byte, 8)...)
 }
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed+1)) }
