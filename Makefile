@@ -67,6 +67,8 @@ fuzz:
 	$(GO) test ./layout -run XXX -fuzz FuzzOpenManifest -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./packer -run XXX -fuzz FuzzRewriteConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./imagemount -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./zran -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./zran -run XXX -fuzz FuzzParseContextTable -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 
 # Build throughput on the Go installation's tree: directory builds per compressor, and a gzip layer.
 bench:
