@@ -64,8 +64,12 @@ type Builder struct {
 	chunkOut int64
 	chunkIn  int64
 	inChunk  bool
-	members  []Checkpoint // member starts (no windows)
-	err      error
+	// members are (output, input) offsets where members' deflate data
+	// start, the first of each output offset, from the end of the last
+	// settled context on; settled contexts have had the member-end fix.
+	members [][2]int64
+	settled int
+	err     error
 }
 
 type point struct {
@@ -89,13 +93,19 @@ func NewBuilder(src io.Reader, policy Policy, spillDir string) (*Builder, error)
 }
 
 func (b *Builder) onPoint(cp Checkpoint) {
-	if cp.MemberStart {
-		m := cp
-		m.Window = nil
-		b.members = append(b.members, m)
+	if cp.MemberStart && (len(b.members) == 0 || b.members[len(b.members)-1][0] != cp.Out) {
+		b.members = append(b.members, [2]int64{cp.Out, cp.In})
 	}
 	if cp.Final {
 		return // a gzip trailer follows: no restart here (docs/zran.md)
+	}
+	if n := len(b.pending); n > 0 && b.pending[n-1].cp.Out == cp.Out {
+		// Same output offset (empty blocks): the newer point replaces the
+		// older, so a run of empty blocks holds one window, not one each.
+		buf := append(b.pending[n-1].buf[:0], cp.Window...)
+		cp.Window = buf
+		b.pending[n-1] = point{cp: cp, buf: buf}
+		return
 	}
 	var buf []byte
 	if n := len(b.free); n > 0 {
@@ -176,7 +186,36 @@ func (b *Builder) newContext() error {
 		b.ctxs[len(b.ctxs)-1].PrevByte = 0
 	}
 	b.cur, b.curFrom = len(b.ctxs)-1, cp.In
+	// Contexts before the previous one are final, and the decoder has
+	// passed their ends (each context has a chunk of at least one byte
+	// after them), so every member start at those ends is known.
+	b.settle(len(b.ctxs) - 2)
 	return nil
+}
+
+// settle applies the member-end fix to the contexts before upto and drops
+// the member starts no later context can end at.
+func (b *Builder) settle(upto int) {
+	for ; b.settled < upto; b.settled++ {
+		c := &b.ctxs[b.settled]
+		end := int64(c.OutOffset + uint64(c.OutLen))
+		for _, m := range b.members {
+			if m[0] == end && uint64(m[1]) > c.InOffset {
+				// Cover the trailer, the next header and one byte of its deflate data.
+				c.InLen = uint32(uint64(m[1]) + 1 - c.InOffset)
+				break
+			}
+		}
+	}
+	if b.settled > 0 {
+		c := b.ctxs[b.settled-1]
+		end := int64(c.OutOffset + uint64(c.OutLen))
+		i := 0
+		for i < len(b.members) && b.members[i][0] < end {
+			i++
+		}
+		b.members = append(b.members[:0], b.members[i:]...)
+	}
 }
 
 // EndChunk ends the chunk begun by BeginChunk at the consumer's position.
@@ -194,6 +233,10 @@ func (b *Builder) EndChunk() (Chunk, error) {
 	size, compSize := out-b.chunkOut, in-b.chunkIn
 	if outLen > MaxContextOut || inLen > 1<<32-1 {
 		b.err = fmt.Errorf("zran: context %d at output %d would span %d bytes of output (%d of input), more than the %d a reader accepts", b.cur, c.OutOffset, outLen, inLen, MaxContextOut)
+		return Chunk{}, b.err
+	}
+	if size == 0 {
+		b.err = fmt.Errorf("zran: empty chunk at output %d", out)
 		return Chunk{}, b.err
 	}
 	if size > 1<<24 || compSize >= 1<<24 || b.chunkIn >= 1<<40 {
@@ -222,21 +265,10 @@ func (b *Builder) Finish() (*Index, error) {
 		return nil, err
 	}
 	total := b.z.OutputOffset()
-	for i := range b.ctxs {
-		c := &b.ctxs[i]
-		end := int64(c.OutOffset + uint64(c.OutLen))
-		if c.OutLen == 0 {
-			continue
-		}
-		if end == total {
-			return nil, fmt.Errorf("zran: context %d ends at the end of the stream (output %d), which nydusd cannot decode", i, end)
-		}
-		for _, m := range b.members {
-			if m.Out == end && uint64(m.In) > c.InOffset {
-				// Cover the trailer, the next header and one byte of its deflate data.
-				c.InLen = uint32(uint64(m.In) + 1 - c.InOffset)
-				break
-			}
+	b.settle(len(b.ctxs))
+	if n := len(b.ctxs); n > 0 {
+		if c := b.ctxs[n-1]; int64(c.OutOffset+uint64(c.OutLen)) == total {
+			return nil, fmt.Errorf("zran: context %d ends at the end of the stream (output %d), which nydusd cannot decode", n-1, total)
 		}
 	}
 	return &Index{Contexts: b.ctxs, dicts: b.dicts, InSize: b.z.InputOffset(), OutSize: total}, nil

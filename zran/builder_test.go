@@ -276,3 +276,33 @@ func TestBuilderRejectsBadStream(t *testing.T) {
 		t.Fatalf("Finish: %v, want %v", err, ErrChecksum)
 	}
 }
+
+// TestContextEndingAtMemberEnd: when a file's last chunk ends exactly where
+// a gzip member ends, its context's input range runs through the trailer
+// and the next member's 10-byte header into one byte of its deflate data,
+// as nydusd's decoder needs (docs/zran.md, "Member ends").
+func TestContextEndingAtMemberEnd(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	data := textData(newRand(7), 1000)
+	if err := tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(data)
+	tw.Close()
+	tarball := buf.Bytes()
+	first := gzipStd(t, 6, tarball[:512+len(data)])
+	gz := append(bytes.Clone(first), gzipStd(t, 6, tarball[512+len(data):])...)
+	x, chunks := buildIndex(t, gz, DefaultPolicy, 1<<20, 4096)
+	checkIndex(t, gz, x, chunks)
+	if len(x.Contexts) != 1 {
+		t.Fatalf("%d contexts, want 1", len(x.Contexts))
+	}
+	c := x.Contexts[0]
+	if c.OutOffset+uint64(c.OutLen) != uint64(512+len(data)) {
+		t.Fatalf("context ends at output %d, want %d", c.OutOffset+uint64(c.OutLen), 512+len(data))
+	}
+	if want := uint64(len(first)) + 10 + 1; c.InOffset+uint64(c.InLen) != want {
+		t.Errorf("context input ends at %d, want %d (second member's deflate data + 1)", c.InOffset+uint64(c.InLen), want)
+	}
+}
