@@ -7,8 +7,8 @@ import (
 	"os"
 )
 
-// Policy decides when a chunk gets a new context (docs/zran.md, "Context
-// policy"). Upstream derives all three from the default 1 MiB chunk size,
+// Policy decides when a chunk gets a new context (docs/zran.md, "Contexts
+// and the policy"). Upstream derives all three from the default 1 MiB chunk size,
 // whatever the configured chunk size.
 type Policy struct {
 	MinComp   uint64 // a context already this long (compressed) may be cut for a gap
@@ -97,7 +97,7 @@ func (b *Builder) onPoint(cp Checkpoint) {
 		b.members = append(b.members, [2]int64{cp.Out, cp.In})
 	}
 	if cp.Final {
-		return // a gzip trailer follows: no restart here (docs/zran.md)
+		return // a gzip trailer follows: no restart here (docs/zran.md, "Restart points")
 	}
 	if n := len(b.pending); n > 0 && b.pending[n-1].cp.Out == cp.Out {
 		// Same output offset (empty blocks): the newer point replaces the
@@ -253,7 +253,7 @@ func (b *Builder) EndChunk() (Chunk, error) {
 // Finish reads the rest of the stream (checking every member's CRC-32 and
 // ISIZE), fixes up contexts that end where a member ends, and returns the
 // index. A context that ends at the very end of the stream cannot be
-// decoded by nydusd and is an error (docs/zran.md, "Member ends").
+// decoded by nydusd and is an error (docs/zran.md, "member ends").
 func (b *Builder) Finish() (*Index, error) {
 	if b.err != nil {
 		return nil, b.err
@@ -285,7 +285,7 @@ func (x *Index) Window(i int) ([]byte, error) {
 
 // AppendTable appends the context table of the contexts keep (in that
 // order, renumbered 0, 1, …; nil keeps all): their records with fresh
-// dictionary offsets, then their windows (docs/zran.md, "Context table").
+// dictionary offsets, then their windows (docs/zran.md, "Layouts written").
 // Dropping contexts no chunk refers to keeps the count within the chunk
 // count, which nydusd requires.
 func (x *Index) AppendTable(dst []byte, keep []int) ([]byte, error) {

@@ -120,7 +120,7 @@ func buildIndex(t testing.TB, gz []byte, policy Policy, chunkSize, readSize int)
 
 // decodeContext decodes context i of x the way nydusd does: exactly InLen
 // input bytes from InOffset, primed with the pending bits and the window,
-// OutLen bytes of output (docs/zran.md, "Reading a chunk").
+// OutLen bytes of output (docs/zran.md, "Contexts and the policy").
 func decodeContext(t testing.TB, gz []byte, x *Index, i int) []byte {
 	t.Helper()
 	c := x.Contexts[i]
@@ -280,7 +280,7 @@ func TestBuilderRejectsBadStream(t *testing.T) {
 // TestContextEndingAtMemberEnd: when a file's last chunk ends exactly where
 // a gzip member ends, its context's input range runs through the trailer
 // and the next member's 10-byte header into one byte of its deflate data,
-// as nydusd's decoder needs (docs/zran.md, "Member ends").
+// as nydusd's decoder needs (docs/zran.md, "member ends").
 func TestContextEndingAtMemberEnd(t *testing.T) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

@@ -6,12 +6,12 @@ import (
 	"fmt"
 )
 
-// ContextSize is the size of one context record (docs/zran.md, "Context
-// records").
+// ContextSize is the size of one context record (docs/zran.md, "Layouts
+// written").
 const ContextSize = 40
 
 // MaxContextOut is the most output one context may yield: nydusd refuses a
-// larger one (docs/zran.md, "Limits").
+// larger one (docs/zran.md, "Contexts and the policy").
 const MaxContextOut = 16 << 20
 
 // Context is a restart point with the stretch of the stream decoded from

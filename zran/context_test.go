@@ -12,7 +12,7 @@ const upstreamMeta = "233c72f2b6b698c07021c4da367cfe2dff4f049efbaa885ca0ff760ea2
 
 // TestUpstreamContextTable parses upstream's zran blob.meta (the CCT padded
 // to 4 KiB, then the 4096-byte header, as nydusd caches it), checks the
-// figures docs/zran.md quotes for it, and writes it back byte for byte.
+// figures upstream documents for it (docs/zran.md, "Tests and yardsticks"), and writes it back byte for byte.
 func TestUpstreamContextTable(t *testing.T) {
 	meta := fixture(t, upstreamMeta)
 	h, err := rafs.UnmarshalBlobMetaHeader(meta[len(meta)-rafs.BlobMetaHeaderSize:])

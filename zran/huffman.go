@@ -5,7 +5,7 @@ import (
 	"math/bits"
 )
 
-// Decoding tables (docs/zran.md §2). A DEFLATE Huffman code is read least
+// Decoding tables (docs/zran.md, "The decoder"). A DEFLATE Huffman code is read least
 // significant bit first, so a table is indexed by the next bits of the
 // stream as they sit in the bit buffer, which is the code bit-reversed.
 // The first level is indexed by the next litBits (distBits) bits; a code

@@ -53,7 +53,7 @@ type Checkpoint struct {
 	Out      int64  // output offset of the point
 	Window   []byte // the output of this member before the point, at most WindowSize bytes; valid only during the callback
 	// Final: the block just ended was its member's last; a gzip trailer
-	// follows, so raw inflation cannot restart here (docs/zran.md).
+	// follows, so raw inflation cannot restart here (docs/zran.md, "Restart points").
 	Final bool
 	// MemberStart: the point is the start of a member's deflate data.
 	MemberStart bool
