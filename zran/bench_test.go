@@ -3,7 +3,6 @@ package zran
 import (
 	"archive/tar"
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -143,5 +142,5 @@ func BenchmarkIndexVsKlauspost(b *testing.B) {
 	for i := 1; i < len(runs); i++ {
 		b.ReportMetric(float64(best[0])/float64(best[i]), runs[i].name+"/klauspost")
 	}
-	b.Log(fmt.Sprintf("%d MB in, %d MB out, %d rounds", len(gz)/1e6, size/1e6, len(times[0])))
+	b.Logf("%d MB in, %d MB out, %d rounds", len(gz)/1e6, size/1e6, len(times[0]))
 }

@@ -214,10 +214,26 @@ func TestBuildDefaultPolicy(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			x, chunks := buildIndex(t, gz, DefaultPolicy, 1<<20, 64<<10)
 			checkIndex(t, gz, x, chunks)
-			for i, c := range x.Contexts {
-				if c.OutLen > MaxContextOut {
-					t.Errorf("context %d: %d bytes of output", i, c.OutLen)
+			tbl, err := x.AppendTable(nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctxs, dicts, err := ParseContextTable(tbl, uint32(len(x.Contexts)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var off uint64
+			for i, c := range ctxs {
+				w, _ := x.Window(i)
+				want := x.Contexts[i]
+				want.DictOffset = off
+				off += uint64(want.DictSize)
+				if c != want || !bytes.Equal(c.Window(dicts), w) {
+					t.Fatalf("context %d reads back as %+v, want %+v (window equal %v)", i, c, want, bytes.Equal(c.Window(dicts), w))
 				}
+			}
+			if off != uint64(len(dicts)) {
+				t.Fatalf("dictionary table %d bytes, windows %d", len(dicts), off)
 			}
 			t.Logf("%d contexts, %d chunks", len(x.Contexts), len(chunks))
 		})

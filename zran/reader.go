@@ -30,18 +30,18 @@ const (
 // Errors of the decoder. Each is wrapped with the input offset where it was
 // found.
 var (
-	ErrNotGzip          = errors.New("not gzip: bad magic bytes")
-	ErrHeader           = errors.New("invalid gzip header")
-	ErrChecksum         = errors.New("gzip CRC-32 mismatch")
-	ErrSize             = errors.New("gzip ISIZE mismatch")
-	ErrTrailingGarbage  = errors.New("garbage after the last gzip member")
-	ErrBlockType        = errors.New("invalid deflate block type 3")
-	ErrStoredLength     = errors.New("stored block length does not match its complement")
-	ErrCode             = errors.New("invalid Huffman code")
-	ErrSymbol           = errors.New("invalid literal/length or distance symbol")
-	ErrDistance         = errors.New("distance too far back")
-	ErrCodeLengths      = errors.New("invalid code lengths in dynamic block header")
-	ErrMissingEndOfBlok = errors.New("dynamic block has no end-of-block code")
+	ErrNotGzip           = errors.New("not gzip: bad magic bytes")
+	ErrHeader            = errors.New("invalid gzip header")
+	ErrChecksum          = errors.New("gzip CRC-32 mismatch")
+	ErrSize              = errors.New("gzip ISIZE mismatch")
+	ErrTrailingGarbage   = errors.New("garbage after the last gzip member")
+	ErrBlockType         = errors.New("invalid deflate block type 3")
+	ErrStoredLength      = errors.New("stored block length does not match its complement")
+	ErrCode              = errors.New("invalid Huffman code")
+	ErrSymbol            = errors.New("invalid literal/length or distance symbol")
+	ErrDistance          = errors.New("distance too far back")
+	ErrCodeLengths       = errors.New("invalid code lengths in dynamic block header")
+	ErrMissingEndOfBlock = errors.New("dynamic block has no end-of-block code")
 )
 
 // Checkpoint is a point where a decoder can restart: the end of a deflate
@@ -539,7 +539,7 @@ func (z *Reader) dynamicTables() error {
 		}
 	}
 	if lens[256] == 0 {
-		return z.fail(ErrMissingEndOfBlok)
+		return z.fail(ErrMissingEndOfBlock)
 	}
 	if err := buildTable(z.litDyn[:], lens[:nlit], litBits, litSymbols[:]); err != nil {
 		return z.fail(fmt.Errorf("%w: literal/length code: %w", ErrCodeLengths, err))
