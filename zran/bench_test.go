@@ -144,3 +144,22 @@ func BenchmarkIndexVsKlauspost(b *testing.B) {
 	}
 	b.Logf("%d MB in, %d MB out, %d rounds", len(gz)/1e6, size/1e6, len(times[0]))
 }
+
+// BenchmarkIndexLayer is the index build alone, with allocations: its
+// memory is the decoder's fixed buffers, the tar reader's, the chunk
+// buffer and the pending windows, not the layer (windows spill to dir).
+func BenchmarkIndexLayer(b *testing.B) {
+	gz := benchLayer(b)
+	dir := b.TempDir()
+	size, err := indexLayer(gz, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := indexLayer(gz, dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -10,9 +10,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
+	kflate "github.com/klauspost/compress/flate"
 	kgzip "github.com/klauspost/compress/gzip"
 )
 
@@ -100,7 +103,22 @@ func fixture(t testing.TB, name string) []byte {
 
 var fixtureNames = []string{"zran-single-stream.tar.gz", "zran-two-streams.tar.gz", "zran-zero-file.tar.gz", "bgzip.tar.gz", "zlib_sample.txt.gz"}
 
+// corpora are made once per test binary: compressing them is most of the
+// cost.
+var (
+	corporaOnce  sync.Once
+	corporaCache []corpus
+)
+
 func corpora(t testing.TB) []corpus {
+	corporaOnce.Do(func() { corporaCache = makeCorpora(t) })
+	if corporaCache == nil {
+		t.Fatal("making the corpora failed")
+	}
+	return corporaCache
+}
+
+func makeCorpora(t testing.TB) []corpus {
 	rng := rand.New(rand.NewPCG(1, 2))
 	text := textData(rng, 3<<20)
 	random := randomData(rng, 1<<20)
@@ -353,3 +371,48 @@ func farMatch() []byte {
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed+1)) }
+
+// TestPointsMatchKlauspostCheckpoints: on members without stored blocks
+// (where klauspost's offsets are known to be right, docs/zran.md), every
+// block end our decoder reports is the one klauspost's flate reports with
+// WithEobCallback: same output offset, same bit position, same window.
+func TestPointsMatchKlauspostCheckpoints(t *testing.T) {
+	rng := newRand(11)
+	data := append(textData(rng, 2<<20), make([]byte, 5<<20)...)
+	for _, level := range []int{1, 6, 9} {
+		gz := gzipStd(t, level, data)
+		raw := gz[10 : len(gz)-8] // std headers have no optional fields
+		var want []kflate.InflateCheckpoint
+		kr := kflate.NewReaderOpts(bytes.NewReader(raw), kflate.WithEobCallback(func(cp kflate.InflateCheckpoint) {
+			cp.Window = bytes.Clone(cp.Window)
+			want = append(want, cp)
+		}))
+		if _, err := io.Copy(io.Discard, kr); err != nil {
+			t.Fatal(err)
+		}
+		cps, _ := points(t, gz)
+		var got []Checkpoint
+		for _, cp := range cps {
+			if !cp.Final && !cp.MemberStart {
+				got = append(got, cp)
+			}
+		}
+		// klauspost also calls back after the final block; that point is
+		// checked against the trailer's place instead.
+		want = slices.DeleteFunc(want, func(cp kflate.InflateCheckpoint) bool { return cp.Final })
+		if last := cps[len(cps)-1]; !last.Final || last.In != int64(len(gz)-8) || last.Out != int64(len(data)) {
+			t.Fatalf("level %d: last point %s, want the final block's end at the trailer (in %d, out %d)", level, cpSummary(last), len(gz)-8, len(data))
+		}
+		if len(got) != len(want) || len(got) < 10 {
+			t.Fatalf("level %d: %d block ends, klauspost reports %d", level, len(got), len(want))
+		}
+		for i, k := range want {
+			bitPos := (k.CompressedOffset+10)*8 + int64(k.BitOffset)
+			ours := got[i].In*8 - int64(got[i].Bits)
+			w := k.Window[max(0, len(k.Window)-WindowSize):]
+			if ours != bitPos || got[i].Out != k.UncompressedOffset || !bytes.Equal(got[i].Window, w) {
+				t.Fatalf("level %d, block end %d: ours %s, klauspost bit %d out %d window %d", level, i, cpSummary(got[i]), bitPos, k.UncompressedOffset, len(w))
+			}
+		}
+	}
+}
