@@ -2,6 +2,7 @@ package zran
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"testing"
 )
@@ -29,7 +30,7 @@ func FuzzDecode(f *testing.F) {
 			cps = append(cps, cp)
 		}))
 		want, stdErr := readAllStd(gz)
-		reserved := len(gz) > 3 && gz[3]&0xe0 != 0
+		reserved := errors.Is(err, ErrReservedFlags)
 		switch {
 		case stdErr == nil && err == nil:
 			if !bytes.Equal(got, want) {

@@ -37,11 +37,13 @@ var (
 	ErrTrailingGarbage   = errors.New("garbage after the last gzip member")
 	ErrBlockType         = errors.New("invalid deflate block type 3")
 	ErrStoredLength      = errors.New("stored block length does not match its complement")
-	ErrCode              = errors.New("invalid Huffman code")
 	ErrSymbol            = errors.New("invalid literal/length or distance symbol")
 	ErrDistance          = errors.New("distance too far back")
 	ErrCodeLengths       = errors.New("invalid code lengths in dynamic block header")
 	ErrMissingEndOfBlock = errors.New("dynamic block has no end-of-block code")
+	// ErrReservedFlags comes with ErrHeader: RFC 1952 makes reserved flag
+	// bits an error (Go's compress/gzip ignores them).
+	ErrReservedFlags = errors.New("reserved flag bits set")
 )
 
 // Checkpoint is a point where a decoder can restart: the end of a deflate
@@ -371,7 +373,7 @@ func (z *Reader) header() error {
 	}
 	flags := h[3]
 	if flags&0xe0 != 0 {
-		return z.fail(fmt.Errorf("%w: reserved flag bits %#x set", ErrHeader, flags&0xe0))
+		return z.fail(fmt.Errorf("%w: %w: %#x", ErrHeader, ErrReservedFlags, flags&0xe0))
 	}
 	if flags&flagExtra != 0 {
 		var n int
