@@ -150,10 +150,7 @@ func decodeContext(t testing.TB, gz []byte, x *Index, i int) []byte {
 // its predecessor's.
 func checkIndex(t testing.TB, gz []byte, x *Index, chunks []builtChunk) {
 	t.Helper()
-	all, err := io.ReadAll(NewReader(bytes.NewReader(gz), nil))
-	if err != nil {
-		t.Fatal(err)
-	}
+	all := decodeAll(t, gz)
 	outs := make([][]byte, len(x.Contexts))
 	for i, c := range x.Contexts {
 		outs[i] = decodeContext(t, gz, x, i)
@@ -298,17 +295,7 @@ func TestBuilderRejectsBadStream(t *testing.T) {
 // and the next member's 10-byte header into one byte of its deflate data,
 // as nydusd's decoder needs (docs/zran.md, "member ends").
 func TestContextEndingAtMemberEnd(t *testing.T) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	data := textData(newRand(7), 1000)
-	if err := tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write(data)
-	tw.Close()
-	tarball := buf.Bytes()
-	first := gzipStd(t, 6, tarball[:512+len(data)])
-	gz := append(bytes.Clone(first), gzipStd(t, 6, tarball[512+len(data):])...)
+	gz, first, data := memberEndLayer(t)
 	x, chunks := buildIndex(t, gz, DefaultPolicy, 1<<20, 4096)
 	checkIndex(t, gz, x, chunks)
 	if len(x.Contexts) != 1 {
@@ -321,4 +308,31 @@ func TestContextEndingAtMemberEnd(t *testing.T) {
 	if want := uint64(len(first)) + 10 + 1; c.InOffset+uint64(c.InLen) != want {
 		t.Errorf("context input ends at %d, want %d (second member's deflate data + 1)", c.InOffset+uint64(c.InLen), want)
 	}
+}
+
+// memberEndLayer is a tar of one file, gzipped as two members split where
+// the file's data ends; it returns the layer, its first member and the
+// file's data.
+func memberEndLayer(t testing.TB) (gz, first, data []byte) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	data = textData(newRand(7), 1000)
+	if err := tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(data)
+	tw.Close()
+	tarball := buf.Bytes()
+	first = gzipStd(t, 6, tarball[:512+len(data)])
+	gz = append(bytes.Clone(first), gzipStd(t, 6, tarball[512+len(data):])...)
+	return gz, first, data
+}
+
+func decodeAll(t testing.TB, gz []byte) []byte {
+	t.Helper()
+	all, err := io.ReadAll(NewReader(bytes.NewReader(gz), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
 }
