@@ -67,10 +67,14 @@ fuzz:
 	$(GO) test ./layout -run XXX -fuzz FuzzOpenManifest -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./packer -run XXX -fuzz FuzzRewriteConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./imagemount -run XXX -fuzz FuzzParseConfig -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./zran -run XXX -fuzz FuzzDecode -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./zran -run XXX -fuzz FuzzParseContextTable -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 
-# Build throughput on the Go installation's tree: directory builds per compressor, and a gzip layer.
+# Build throughput on the Go installation's tree: directory builds per compressor, and a gzip layer;
+# the zran index of that layer against klauspost's gzip reader alone (ratio, best of 5).
 bench:
 	$(GO) test ./rafsbuild -run XXX -bench 'Build(Dir|Layer)' -benchtime 3x
+	$(GO) test ./zran -run XXX -bench IndexVsKlauspost -benchtime 5x
 
 # Lazy FUSE mount (root): mount time, metadata walk and full reads vs the plain directory.
 bench-mount:

@@ -70,6 +70,8 @@ var Rules = []Rule{
 		Why: "packer shapes an image from the build's output; it neither builds nor publishes"},
 	{Pkg: "./checker/...", NoDeps: []string{"./rafsbuild/...", "./converter/..."},
 		Why: "the checker must not share the converter's code, or a converter bug could hide behind it"},
+	{Pkg: "./zran/...", Module: []string{"./zran/..."},
+		Why: "gzip random access knows nothing of RAFS, images or the rest of this module"},
 	{Pkg: "./internal/...", Module: []string{internal},
 		Why: "internal helpers serve the top-level packages and never depend on them"},
 	{Pkg: "./...", Except: []string{"./cmd/..."}, NoDeps: []string{"./cmd/..."},
