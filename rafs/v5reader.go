@@ -19,6 +19,7 @@ type v5Reader struct {
 	recs     []v5Record // recs[i-1] is inode index i
 	prefetch []uint32
 	table    []ChunkInfo // one record per (blob, chunk index), sorted
+	order    []uint32    // inode indexes, breadth-first from the root
 }
 
 // v5Record is one inode record with what follows it.
@@ -286,11 +287,10 @@ func (v *v5Reader) loadTree() error {
 	reached := make([]bool, n+1)
 	reached[V5RootIndex] = true
 	root.parent = V5RootIndex
-	queue := []uint32{V5RootIndex}
-	for len(queue) > 0 {
-		d := &v.recs[queue[0]-1]
-		queue = queue[1:]
-		if d.ChildCount == 0 {
+	v.order = append(make([]uint32, 0, n), V5RootIndex)
+	for next := 0; next < len(v.order); next++ {
+		d := &v.recs[v.order[next]-1]
+		if d.typ() != ModeDir || d.ChildCount == 0 {
 			continue
 		}
 		first := uint64(d.ChildIndex)
@@ -316,9 +316,7 @@ func (v *v5Reader) loadTree() error {
 				return corruptf("inode %d names parent %d, but directory inode %d lists it", c, child.Parent, d.Ino)
 			}
 			child.parent = d.index
-			if child.typ() == ModeDir {
-				queue = append(queue, c)
-			}
+			v.order = append(v.order, c)
 		}
 	}
 	for i, ok := range reached[1:] {
