@@ -84,7 +84,7 @@ func TestV5MerkleTamper(t *testing.T) {
 			[]string{"/", "/normal-file-test", "/normal-file-test/holefiles", "/normal-file-test/holefiles/head-hole-2"}},
 		"symlink target": {tableOff(foo1) + V5InodeSize + V5Align8(uint64(foo1.NameSize)) + 3,
 			[]string{"/", "/symlink-test", "/symlink-test/foo1"}},
-		"file's stored digest": {tableOff(manifest) + 5, []string{"/normal-file-test/busybox/manifest.json"}},
+		"file's stored digest":      {tableOff(manifest) + 5, []string{"/normal-file-test/busybox/manifest.json"}},
 		"directory's stored digest": {tableOff(etc) + 31, []string{"/normal-file-test/busybox/1f777dbdd68d1c4d554bc0d20e027bfef9ed2dfe2d8d5f029e958552a0e12475/etc"}},
 	} {
 		t.Run(name, func(t *testing.T) {
