@@ -247,7 +247,6 @@ func (v *v5Reader) decodeXattrs(r *v5Record, pos uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	seen := map[string]bool{}
 	for len(body) > 0 {
 		if len(body) < 4 {
 			return 0, corruptf("truncated xattr pair")
@@ -259,17 +258,25 @@ func (v *v5Reader) decodeXattrs(r *v5Record, pos uint64) (uint64, error) {
 		pair := body[4 : 4+n]
 		body = body[4+n:]
 		z := slices.Index(pair, 0)
-		if z <= 0 {
+		if z < 0 {
 			return 0, corruptf("xattr pair without a name")
 		}
 		name := string(pair[:z])
-		if seen[name] {
-			return 0, corruptf("xattr %q repeated", name)
+		if _, _, err := splitXattrName(name); err != nil {
+			return 0, corruptf("%v", err)
 		}
-		seen[name] = true
-		r.xattrs = append(r.xattrs, Xattr{Name: name, Value: slices.Clone(pair[z+1:])})
+		x := Xattr{Name: name}
+		if z+1 < len(pair) {
+			x.Value = slices.Clone(pair[z+1:])
+		}
+		r.xattrs = append(r.xattrs, x)
 	}
 	slices.SortFunc(r.xattrs, func(a, b Xattr) int { return strings.Compare(a.Name, b.Name) })
+	for i := 1; i < len(r.xattrs); i++ {
+		if r.xattrs[i].Name == r.xattrs[i-1].Name {
+			return 0, corruptf("xattr %q repeated", r.xattrs[i].Name)
+		}
+	}
 	if V5Align8(size) < size {
 		return 0, corruptf("xattr size %d", size)
 	}
