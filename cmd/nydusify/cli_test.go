@@ -157,7 +157,7 @@ func TestBadInput(t *testing.T) {
 		{"chunk size not a power of two", good, []string{"--chunk-size", "0x3000"}, "invalid chunk size"},
 		{"chunk size too large", good, []string{"--chunk-size", "0x2000000"}, "invalid chunk size"},
 		{"chunk size garbage", good, []string{"--chunk-size", "big"}, `--chunk-size: invalid chunk size "big"`},
-		{"fs version 5", good, []string{"--fs-version", "5"}, "only RAFS v6"},
+		{"fs version 4", good, []string{"--fs-version", "4"}, `--fs-version "4": want 6`},
 		{"unknown compressor", good, []string{"--compressor", "gzip"}, "unknown compressor"},
 		{"socket", withSocket, nil, "socket"},
 	}
