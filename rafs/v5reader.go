@@ -386,7 +386,13 @@ func sameChunk(a, b ChunkInfo) bool {
 // (blob, chunk index), which must agree wherever the chunk is used.
 func (v *v5Reader) loadTable() error {
 	type key struct{ blob, index uint32 }
-	seen := map[key]ChunkInfo{}
+	var records int
+	for i := range v.recs {
+		if r := &v.recs[i]; r.typ() == ModeReg && r.nid == uint64(r.index) {
+			records += int(r.ChildCount)
+		}
+	}
+	seen := make(map[key]ChunkInfo, records) // bounded: records lie in the file
 	for i := range v.recs {
 		r := &v.recs[i]
 		if r.typ() != ModeReg || r.nid != uint64(r.index) {
