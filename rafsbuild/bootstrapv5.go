@@ -44,8 +44,7 @@ func writeBootstrapV5(t *tree, lay *layoutResult, p *bootstrapParams) ([]byte, e
 
 	// Record offsets, depth-first pre-order.
 	offsets := make([]uint64, entries+1)
-	var size func(n *node) uint64
-	size = func(n *node) uint64 {
+	size := func(n *node) uint64 {
 		s := rafs.V5InodeSize + rafs.V5Align8(uint64(len(v5Name(n)))) + rafs.V5Align8(uint64(len(n.entry.Target)))
 		if len(n.entry.Xattrs) > 0 {
 			s += 8 + rafs.V5Align8(rafs.V5XattrSize(n.entry.Xattrs))
