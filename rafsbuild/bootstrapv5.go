@@ -15,8 +15,7 @@ import (
 // records with the group's inode number. Digests form the Merkle tree of
 // §4.1, computed children first.
 func writeBootstrapV5(t *tree, lay *layoutResult, p *bootstrapParams) ([]byte, error) {
-	digests := make(map[*node][32]byte, len(lay.order))
-	v5Digests(t.root, p, digests)
+	digests := v5Digests(lay.order, p)
 
 	entries := uint64(len(lay.order))
 	itSize := rafs.V5Align8(4 * entries)
@@ -78,7 +77,7 @@ func writeBootstrapV5(t *tree, lay *layoutResult, p *bootstrapParams) ([]byte, e
 			inodes++
 		}
 		binary.LittleEndian.PutUint32(buf[itOff+4*uint64(n.index-1):], uint32(offsets[n.index]>>3))
-		if err := writeRecordV5(buf[offsets[n.index]:], n, p, digests[n]); err != nil {
+		if err := writeRecordV5(buf[offsets[n.index]:], n, p, digests[n.index]); err != nil {
 			return nil, err
 		}
 	}
@@ -111,26 +110,32 @@ func v5Name(n *node) string {
 	return n.name
 }
 
-// v5Digests fills digests for n and everything below it (§4.1).
-func v5Digests(n *node, p *bootstrapParams, digests map[*node][32]byte) {
+// v5Digests returns every node's digest (§4.1), indexed by node index. A
+// child's index is above its parent's, so walking the visiting order
+// backwards hashes children first.
+func v5Digests(order []*node, p *bootstrapParams) [][32]byte {
+	digests := make([][32]byte, len(order)+1)
 	h := p.digester().New()
-	switch {
-	case n.isDir():
-		for _, c := range n.children {
-			v5Digests(c, p, digests)
-			d := digests[c]
-			h.Write(d[:])
+	var sum []byte
+	for k := len(order) - 1; k >= 0; k-- {
+		n := order[k]
+		h.Reset()
+		switch {
+		case n.isDir():
+			for _, c := range n.children {
+				h.Write(digests[c.index][:])
+			}
+		case n.isReg() && n.data != nil:
+			for _, c := range n.data.chunks {
+				h.Write(c.digest[:])
+			}
+		case n.isSymlink():
+			h.Write([]byte(n.entry.Target))
 		}
-	case n.isReg() && n.data != nil:
-		for _, c := range n.data.chunks {
-			h.Write(c.digest[:])
-		}
-	case n.isSymlink():
-		h.Write([]byte(n.entry.Target))
+		sum = h.Sum(sum[:0])
+		copy(digests[n.index][:], sum)
 	}
-	var d [32]byte
-	copy(d[:], h.Sum(nil))
-	digests[n] = d
+	return digests
 }
 
 // digester is the digest algorithm the superblock flags name.
