@@ -375,49 +375,40 @@ func (v *v5Reader) chunkRecord(r *v5Record, k uint32) ChunkInfo {
 	return UnmarshalChunkInfo(v.data[r.chunks+uint64(k)*ChunkTableEntrySize:])
 }
 
-// sameChunk reports whether two records of one chunk agree on everything
-// but the offset in the file using them.
-func sameChunk(a, b ChunkInfo) bool {
-	a.FileOffset, b.FileOffset = 0, 0
-	return a == b
-}
-
 // loadTable gathers the chunk records of every file into one record per
 // (blob, chunk index), which must agree wherever the chunk is used.
 func (v *v5Reader) loadTable() error {
-	type key struct{ blob, index uint32 }
-	var records int
-	for i := range v.recs {
-		if r := &v.recs[i]; r.typ() == ModeReg && r.nid == uint64(r.index) {
-			records += int(r.ChildCount)
-		}
+	// Sort small keys, not 80-byte records: where each record lies, by
+	// (blob, chunk index).
+	type ref struct {
+		blob, index uint32
+		off         uint64
 	}
-	seen := make(map[key]ChunkInfo, records) // bounded: records lie in the file
+	var refs []ref
 	for i := range v.recs {
 		r := &v.recs[i]
 		if r.typ() != ModeReg || r.nid != uint64(r.index) {
 			continue
 		}
-		for k := uint32(0); k < r.ChildCount; k++ {
-			c := v.chunkRecord(r, k)
-			kk := key{c.BlobIndex, c.Index}
-			if prev, ok := seen[kk]; ok {
-				if !sameChunk(prev, c) {
-					return corruptf("inode %d chunk %d disagrees with another record of blob %d chunk %d", r.index, k, c.BlobIndex, c.Index)
-				}
-				continue
-			}
-			seen[kk] = c
+		for k := uint64(0); k < uint64(r.ChildCount); k++ {
+			off := r.chunks + k*ChunkTableEntrySize
+			refs = append(refs, ref{le.Uint32(v.data[off+32:]), le.Uint32(v.data[off+72:]), off})
 		}
 	}
-	v.table = make([]ChunkInfo, 0, len(seen))
-	for _, c := range seen {
+	slices.SortFunc(refs, func(a, b ref) int {
+		return cmp.Or(cmp.Compare(a.blob, b.blob), cmp.Compare(a.index, b.index), cmp.Compare(a.off, b.off))
+	})
+	for i, x := range refs {
+		c := UnmarshalChunkInfo(v.data[x.off:])
 		c.FileOffset = 0
+		if i > 0 && refs[i-1].blob == x.blob && refs[i-1].index == x.index {
+			if c != v.table[len(v.table)-1] {
+				return corruptf("two records of blob %d chunk %d disagree (at %d and %d)", x.blob, x.index, refs[i-1].off, x.off)
+			}
+			continue
+		}
 		v.table = append(v.table, c)
 	}
-	slices.SortFunc(v.table, func(a, b ChunkInfo) int {
-		return cmp.Or(cmp.Compare(a.BlobIndex, b.BlobIndex), cmp.Compare(a.Index, b.Index))
-	})
 	return nil
 }
 
