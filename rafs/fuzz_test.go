@@ -189,11 +189,14 @@ func FuzzV5Bootstrap(f *testing.F) {
 			case ModeLnk:
 				rd.Readlink(n)
 			case ModeReg:
-				img.CopyFile(io.Discard, n)
+				// Small files only: every exec hashing the whole
+				// 3.5 MB blob would leave few execs for the parser.
+				if n.Inode.Size <= 64<<10 {
+					img.CopyFile(io.Discard, n)
+				}
 			}
 			return nil
 		})
 		rd.Lookup("/normal-file-test/test.sh")
-		img.Verify(t.Context())
 	})
 }

@@ -80,6 +80,15 @@ func (rd *Reader) Version() int {
 	return 6
 }
 
+// tableBytes returns table bytes load checked to lie in the file; nil for an
+// empty table, whose offset may point anywhere.
+func (v *v5Reader) tableBytes(off, n uint64) []byte {
+	if n == 0 {
+		return nil
+	}
+	return v.data[off : off+n]
+}
+
 // span returns data[off:off+n] or an error naming what.
 func (v *v5Reader) span(off, n uint64, what string) ([]byte, error) {
 	size := uint64(len(v.data))
@@ -152,7 +161,7 @@ func (v *v5Reader) load() error {
 // lie after the tables and may not overlap one another.
 func (v *v5Reader) loadRecords(metaStart uint64) error {
 	n := v.sb.InodeTableEntries
-	it := v.data[v.sb.InodeTableOffset:]
+	it := v.tableBytes(v.sb.InodeTableOffset, uint64(n)*4)
 	v.recs = make([]v5Record, n)
 	type extent struct{ start, end uint64 }
 	exts := make([]extent, n)
@@ -359,7 +368,7 @@ func checkV5Name(name string) error {
 }
 
 func (v *v5Reader) loadPrefetch() error {
-	b := v.data[v.sb.PrefetchTableOffset:][:v.sb.PrefetchTableEntries*4]
+	b := v.tableBytes(v.sb.PrefetchTableOffset, uint64(v.sb.PrefetchTableEntries)*4)
 	for i := 0; i < len(b); i += 4 {
 		x := le.Uint32(b[i:])
 		if x == 0 || x > uint32(len(v.recs)) {
@@ -418,7 +427,7 @@ func (v *v5Reader) blobs() ([]BlobEntry, error) {
 	sb := &v.sb
 	comp, _ := SuperCompressor(sb.Flags)
 	dig, _ := SuperDigester(sb.Flags)
-	buf := v.data[sb.BlobTableOffset:][:sb.BlobTableSize]
+	buf := v.tableBytes(sb.BlobTableOffset, uint64(sb.BlobTableSize))
 	var out []BlobEntry
 	for len(buf) > 8 {
 		id := buf[8:]
@@ -441,7 +450,7 @@ func (v *v5Reader) blobs() ([]BlobEntry, error) {
 	if sb.ExtBlobTableEntries != 0 && int(sb.ExtBlobTableEntries) != len(out) {
 		return nil, corruptf("%d extended blob entries for %d blobs", sb.ExtBlobTableEntries, len(out))
 	}
-	ext := v.data[sb.ExtBlobTableOffset:]
+	ext := v.tableBytes(sb.ExtBlobTableOffset, uint64(sb.ExtBlobTableEntries)*V5ExtBlobEntrySize)
 	for i := range out {
 		e := &out[i]
 		if sb.ExtBlobTableEntries == 0 {
