@@ -57,7 +57,8 @@ fuzz:
 	$(GO) test ./rafs -run XXX -fuzz '^FuzzChunkInfoV1$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafs -run XXX -fuzz '^FuzzMetaHeaderCodec$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafs -run XXX -fuzz '^FuzzTOCEntry$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
-	$(GO) test ./rafs -run XXX -fuzz FuzzBootstrap -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./rafs -run XXX -fuzz '^FuzzBootstrap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./rafs -run XXX -fuzz '^FuzzV5Bootstrap$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafs -run XXX -fuzz FuzzBlobMeta -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafsbuild -run XXX -fuzz '^FuzzBuildLayer$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafsbuild -run XXX -fuzz FuzzBuildLayerEntries -fuzztime $(FUZZTIME) -fuzzminimizetime 200x

@@ -182,7 +182,9 @@ func Open(ctx context.Context, dir string, be backend.Backend, img *rafs.Image, 
 // read through be.
 func openBlob(ctx context.Context, infoPath string, be backend.Backend, img *rafs.Image, index int) (*rafs.BlobReader, error) {
 	e := img.Bootstrap().Blobs[index]
-	if e.ChunkCount == 0 {
+	if e.ChunkCount == 0 || img.Bootstrap().Version() == 5 {
+		// Nothing to read: no chunks, or a v5 bootstrap, which says
+		// itself where each chunk lies (its blobs hold only chunks).
 		return img.BlobAt(index, bytes.NewReader(nil), 0)
 	}
 	regionSize := e.MetaCompressedSize + rafs.BlobMetaHeaderSize

@@ -4,8 +4,10 @@
 // Three rules run, none stopping the others:
 //   - manifest: layer media types and annotations, diff_id count, the
 //     bootstrap layer's diff_id, and (with a source) the runtime config;
-//   - bootstrap: our validating reader walks the whole bootstrap, and its blob
-//     table must name manifest layers with their sizes;
+//   - bootstrap: our validating reader walks the whole bootstrap (v6 or v5;
+//     a v5 bootstrap's Merkle tree is recomputed and every inode whose
+//     digest does not match is reported), and its blob table must name
+//     manifest layers with their sizes;
 //   - filesystem (with a source): the source layers are applied from their
 //     tar streams with the rules of containerd's applier: symlinked parents
 //     followed within the root, whiteouts, hardlinks, type changes (apply.go;
@@ -325,6 +327,17 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 	}); err != nil {
 		problem(RuleBootstrap, "walking the tree: %v", err)
 		return nil, nil, nil
+	}
+	if rd.Version() == 5 {
+		// A v5 bootstrap is a Merkle tree: every inode digest must be
+		// what its chunks, target or children recompute to (§4).
+		m, err := rd.VerifyMerkle()
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, x := range m.Mismatches {
+			problem(RuleBootstrap, "%s: inode digest %x does not match its content (%x)", x.Path, x.Stored[:8], x.Computed[:8])
+		}
 	}
 	byDigest := map[v1.Hash]v1.Layer{}
 	for _, l := range layers[:len(layers)-1] {

@@ -301,7 +301,7 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 	// Always OCI (upstream's --oci): a Nydus blob layer's media type is an OCI one, and a
 	// docker schema 2 manifest holding it is refused by skopeo and containers/image
 	// ("unsupported docker v2s2 media type"), so a docker source's family cannot be kept.
-	img, err := packer.Image(packer.Source{Image: pi.Image, Descriptor: pi.Descriptor}, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work, OCI: true})
+	img, err := packer.Image(packer.Source{Image: pi.Image, Descriptor: pi.Descriptor}, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work, OCI: true, FSVersion: fsVersionName(c.opts.Build.FsVersion)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -354,4 +354,12 @@ func orTemp(dir string) string {
 		return os.TempDir()
 	}
 	return dir
+}
+
+// fsVersionName is the annotation value of a RAFS version (0 means 6).
+func fsVersionName(v int) string {
+	if v == 5 {
+		return "5"
+	}
+	return packer.FSVersion
 }

@@ -24,6 +24,11 @@ type Config struct {
 	Amplify int64
 	// Prefetch fills the cache in the background (fs_prefetch).
 	Prefetch PrefetchConfig
+	// VerifyMetadata checks a RAFS v5 bootstrap's digest chain as inodes
+	// are first reached (digest_validate); a mismatch answers EIO. A v6
+	// bootstrap has no inode digests: it is noted in the log and ignored
+	// (chunks are always verified).
+	VerifyMetadata bool
 }
 
 // PrefetchConfig is fs_prefetch.
@@ -104,8 +109,10 @@ func ParseConfig(data []byte) (Config, []string, error) {
 	default:
 		p.fail(`mode %q: want "direct" or "cached"`, mode)
 	}
-	if root.has("digest_validate") && !root.boolean("digest_validate") {
-		p.notef("digest_validate false: every chunk is still verified against its digest when fetched")
+	if root.has("digest_validate") {
+		if c.VerifyMetadata = root.boolean("digest_validate"); !c.VerifyMetadata {
+			p.notef("digest_validate false: every chunk is still verified against its digest when fetched")
+		}
 	}
 	if root.has("enable_xattr") {
 		c.Xattrs = root.boolean("enable_xattr")

@@ -37,6 +37,8 @@ type Flags struct {
 	PrefetchWorkers Flag[int]
 	// HideXattrs is --hide-xattrs.
 	HideXattrs Flag[bool]
+	// VerifyMetadata is --verify-metadata.
+	VerifyMetadata Flag[bool]
 }
 
 // FlagConfig returns the Config a mount runs with, from, in increasing
@@ -105,6 +107,9 @@ func FlagConfig(f Flags, bootstrap bool) (Config, []string, error) {
 	}
 	if f.HideXattrs.Set {
 		cfg.Xattrs = !f.HideXattrs.Value
+	}
+	if f.VerifyMetadata.Set {
+		cfg.VerifyMetadata = f.VerifyMetadata.Value
 	}
 	return cfg, notes, nil
 }

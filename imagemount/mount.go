@@ -166,6 +166,11 @@ func Start(ctx context.Context, opts Options) (_ *Mount, err error) {
 		return nil, fmt.Errorf("bootstrap %s: %w", m.info.Bootstrap, err)
 	}
 	m.info.Blobs, m.info.Inodes = len(m.rd.Blobs), m.rd.Super.Inos
+	verifyMeta := cfg.VerifyMetadata
+	if verifyMeta && m.rd.Version() != 5 {
+		logger.Infof("digest_validate / --verify-metadata: a RAFS v%d bootstrap has no inode digests; chunks are verified as always", m.rd.Version())
+		verifyMeta = false
+	}
 
 	if m.info.CacheDir == "" {
 		m.info.CacheDir = filepath.Join(work, "cache")
@@ -190,6 +195,7 @@ func Start(ctx context.Context, opts Options) (_ *Mount, err error) {
 	}
 	m.srv, err = rafsfs.Mount(opts.MountPath, m.rd, m.caches, rafsfs.Options{
 		Logger: logger, AllowOther: opts.AllowOther, HideXattrs: !cfg.Xattrs,
+		VerifyMetadata: verifyMeta,
 	})
 	if err != nil {
 		return nil, err

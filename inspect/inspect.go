@@ -1,11 +1,14 @@
-// Package inspect describes a RAFS v6 image for humans and for CI: the
-// superblocks, the blob table with its device slots, every path of the tree
-// with its inode and chunk indexes, and, when the blobs are at hand, the
-// result of verifying the image against its bootstrap (rafs.Image.Verify).
+// Package inspect describes a RAFS image (v6, or v5) for humans and for CI:
+// the superblocks, the blob table with its device slots, every path of the
+// tree with its inode and chunk indexes, a v5 bootstrap's root digest and,
+// on request, its recomputed Merkle tree (rafs.Reader.VerifyMerkle), and,
+// when the blobs are at hand, the result of verifying the image against its
+// bootstrap (rafs.Image.Verify).
 package inspect
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"sort"
@@ -16,6 +19,7 @@ import (
 
 // Report is the description of one image; it marshals to JSON as is.
 type Report struct {
+	Version     int      `json:"rafs_version"`
 	Inodes      uint64   `json:"inodes"`
 	Blocks      uint32   `json:"blocks"`
 	MetaBlkAddr uint32   `json:"meta_blkaddr"`
@@ -23,7 +27,41 @@ type Report struct {
 	ChunkSize   uint32   `json:"chunk_size"`
 	ChunkTable  int      `json:"chunk_table_entries"`
 	Blobs       []Blob   `json:"blobs"`
-	Entries     []Entry  `json:"entries"`
+	// RootDigest is a v5 bootstrap's stored root digest (hex): the top of
+	// its Merkle tree, which pins the content of every file and symlink
+	// and the shape of the tree, though not names or attributes.
+	RootDigest string `json:"root_digest,omitempty"`
+	// Merkle is set when the Merkle tree was recomputed.
+	Merkle  *Merkle `json:"merkle,omitempty"`
+	Entries []Entry `json:"entries"`
+}
+
+// Merkle is the result of recomputing a v5 Merkle tree.
+type Merkle struct {
+	Digester     string `json:"digester"`
+	Inodes       int    `json:"inodes"`
+	ComputedRoot string `json:"computed_root_digest"`
+	// Mismatches lists every inode whose stored digest differs from the
+	// recomputed one: a changed leaf and each directory above it.
+	Mismatches []Mismatch `json:"mismatches"`
+}
+
+// Mismatch is one inode whose digest does not verify.
+type Mismatch struct {
+	Path     string `json:"path"`
+	Index    uint32 `json:"inode_index"`
+	Stored   string `json:"stored"`
+	Computed string `json:"computed"`
+}
+
+// Options select what Describe checks beyond decoding the bootstrap.
+type Options struct {
+	// Blobs verifies every chunk as rafs.Image.Verify does; the image
+	// must have been given its blobs.
+	Blobs bool
+	// Merkle recomputes a v5 bootstrap's Merkle tree; for v6 it is an
+	// error, as v6 inodes carry no digests.
+	Merkle bool
 }
 
 // Blob describes one blob-table entry and its device slot.
@@ -71,27 +109,47 @@ type Chunk struct {
 	BlkAddr uint32 `json:"blkaddr"`
 }
 
-// Describe builds the report of img. With verify, the image is checked as
-// rafs.Image.Verify does (every file's chunk indexes against the bootstrap's
-// chunk table, every chunk read and matched against the table's digest),
-// and a failure, naming the file it reaches, is returned as an error.
-func Describe(ctx context.Context, img *rafs.Image, verify bool) (*Report, error) {
+// Describe builds the report of img. With opts.Blobs, the image is checked
+// as rafs.Image.Verify does (every file's chunk indexes against the
+// bootstrap's chunk table, every chunk read and matched against the table's
+// digest), and a failure, naming the file it reaches, is returned as an
+// error. With opts.Merkle, the report holds every Merkle mismatch; Failed
+// tells whether there was one.
+func Describe(ctx context.Context, img *rafs.Image, opts Options) (*Report, error) {
 	rd := img.Bootstrap()
 	var verified []int
-	if verify {
+	if opts.Blobs {
 		var err error
 		if verified, err = img.Verify(ctx); err != nil {
 			return nil, fmt.Errorf("verifying the image: %w", err)
 		}
 	}
 	r := &Report{
-		Inodes: rd.Super.Inos, Blocks: rd.Super.Blocks, MetaBlkAddr: rd.Super.MetaBlkAddr,
+		Version: rd.Version(), Inodes: rd.Super.Inos, Blocks: rd.Super.Blocks, MetaBlkAddr: rd.Super.MetaBlkAddr,
 		Flags: flagNames(rd.Ext.Flags, superFlagTable), ChunkSize: rd.ChunkSize,
 		ChunkTable: int(rd.Ext.ChunkTableSize / rafs.ChunkTableEntrySize),
 		Blobs:      []Blob{}, Entries: []Entry{},
 	}
+	if d, ok := rd.RootDigest(); ok {
+		r.RootDigest = hex.EncodeToString(d[:])
+	}
+	if opts.Merkle {
+		m, err := rd.VerifyMerkle()
+		if err != nil {
+			return nil, err
+		}
+		r.Merkle = &Merkle{Digester: m.Digester.String(), Inodes: m.Inodes,
+			ComputedRoot: hex.EncodeToString(m.ComputedRoot[:]), Mismatches: []Mismatch{}}
+		for _, x := range m.Mismatches {
+			r.Merkle.Mismatches = append(r.Merkle.Mismatches, Mismatch{Path: x.Path, Index: x.Index,
+				Stored: hex.EncodeToString(x.Stored[:]), Computed: hex.EncodeToString(x.Computed[:])})
+		}
+	}
 	for i, b := range rd.Blobs {
-		d := rd.Devices[i]
+		var d rafs.DeviceSlot // v5 has no device slots
+		if i < len(rd.Devices) {
+			d = rd.Devices[i]
+		}
 		bl := Blob{
 			Index: i, ID: b.BlobID, Compressor: b.Compressor.String(), Digester: b.Digester.String(),
 			Features: flagNames(b.Features, blobFeatureTable), ChunkCount: b.ChunkCount,
@@ -148,13 +206,31 @@ func Describe(ctx context.Context, img *rafs.Image, verify bool) (*Report, error
 // WriteText renders the report for a terminal; chunks lists every chunk index.
 func (r *Report) WriteText(w io.Writer, chunks bool) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "RAFS v6 bootstrap: %d inodes, chunk size %#x, %d blob(s), %d chunk table entries\n",
-		r.Inodes, r.ChunkSize, len(r.Blobs), r.ChunkTable)
+	fmt.Fprintf(&b, "RAFS v%d bootstrap: %d inodes, chunk size %#x, %d blob(s), %d chunk table entries\n",
+		r.Version, r.Inodes, r.ChunkSize, len(r.Blobs), r.ChunkTable)
 	fmt.Fprintf(&b, "flags: %s\n", strings.Join(r.Flags, " "))
+	if r.RootDigest != "" {
+		fmt.Fprintf(&b, "root digest: %s\n", r.RootDigest)
+	}
+	if m := r.Merkle; m != nil {
+		fmt.Fprintf(&b, "merkle tree: %d inodes recomputed with %s, root %s: ", m.Inodes, m.Digester, m.ComputedRoot)
+		if len(m.Mismatches) == 0 {
+			b.WriteString("every digest verifies\n")
+		} else {
+			fmt.Fprintf(&b, "%d MISMATCH(ES)\n", len(m.Mismatches))
+		}
+		for _, x := range m.Mismatches {
+			fmt.Fprintf(&b, "  mismatch %s (inode %d): stored %s, computed %s\n", x.Path, x.Index, x.Stored, x.Computed)
+		}
+	}
 	for _, bl := range r.Blobs {
-		fmt.Fprintf(&b, "blob %d %s\n  %s/%s, %d chunks, %d bytes stored, %d uncompressed, device blocks %d at %d\n  features: %s\n",
+		dev := "" // v5 has no devices
+		if r.Version == 6 {
+			dev = fmt.Sprintf(", device blocks %d at %d", bl.DeviceBlocks, bl.MappedBlkAddr)
+		}
+		fmt.Fprintf(&b, "blob %d %s\n  %s/%s, %d chunks, %d bytes stored, %d uncompressed%s\n  features: %s\n",
 			bl.Index, bl.ID, bl.Compressor, bl.Digester, bl.ChunkCount, bl.CompressedSize, bl.UncompressedSize,
-			bl.DeviceBlocks, bl.MappedBlkAddr, strings.Join(bl.Features, " "))
+			dev, strings.Join(bl.Features, " "))
 		if bl.VerifiedChunks != nil {
 			fmt.Fprintf(&b, "  verified: %d chunks read and matched their digests\n", *bl.VerifiedChunks)
 		}
@@ -240,3 +316,6 @@ var blobFeatureTable = []flagName[rafs.BlobFeatures]{
 	{rafs.BlobSeparatedPrefetch, "IS_SEPARATED_WITH_PREFETCH_FILES"}, {rafs.BlobExternal, "EXTERNAL"},
 	{rafs.BlobHasTarHeader, "HAS_TAR_HEADER"}, {rafs.BlobHasTOC, "HAS_TOC"}, {rafs.BlobCapTarTOC, "CAP_TAR_TOC"},
 }
+
+// Failed reports whether a recomputed Merkle tree found a mismatch.
+func (r *Report) Failed() bool { return r.Merkle != nil && len(r.Merkle.Mismatches) > 0 }

@@ -43,7 +43,7 @@ func TestDescribeFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Describe(context.Background(), openFixture(t, boot, raw), true)
+	rep, err := Describe(context.Background(), openFixture(t, boot, raw), Options{Blobs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,13 +67,13 @@ func TestDescribeFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without verifying, nothing is read from the blobs.
-	if rep, err := Describe(context.Background(), openFixture(t, boot, nil), false); err != nil || rep.Blobs[0].VerifiedChunks != nil {
+	if rep, err := Describe(context.Background(), openFixture(t, boot, nil), Options{}); err != nil || rep.Blobs[0].VerifiedChunks != nil {
 		t.Errorf("Describe without verifying: %v, %+v", err, rep)
 	}
 
 	// A flipped byte in a chunk makes Describe fail when it verifies.
 	raw[10] ^= 0xff
-	if _, err := Describe(context.Background(), openFixture(t, boot, raw), true); err == nil {
+	if _, err := Describe(context.Background(), openFixture(t, boot, raw), Options{Blobs: true}); err == nil {
 		t.Error("a corrupted chunk verified")
 	}
 }
@@ -115,7 +115,7 @@ func TestVerifyCorruptChunkIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer img.Close()
-	rep, err := Describe(context.Background(), img.RAFS, true)
+	rep, err := Describe(context.Background(), img.RAFS, Options{Blobs: true})
 	if err != nil || *rep.Blobs[0].VerifiedChunks != 2 {
 		t.Fatalf("intact image: %v", err)
 	}
@@ -164,7 +164,7 @@ func TestVerifyCorruptChunkIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer img.Close()
-			_, err = Describe(context.Background(), img.RAFS, true)
+			_, err = Describe(context.Background(), img.RAFS, Options{Blobs: true})
 			if err == nil || !strings.Contains(err.Error(), "/b (inode ") || !errors.Is(err, rafs.ErrCorrupt) {
 				t.Errorf("inspect of a bootstrap whose /b points at the chunk of /a: %v; want a corruption naming /b", err)
 			}

@@ -30,7 +30,7 @@ const (
 	// AnnotationSourceReference gives the source reference as the user wrote it, on the manifest.
 	AnnotationSourceReference = "containerd.io/snapshot/nydus-source-reference"
 
-	// FSVersion is the only RAFS version this toolchain writes.
+	// FSVersion is the RAFS version written unless Build.FSVersion says "5".
 	FSVersion = "6"
 )
 

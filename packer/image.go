@@ -2,6 +2,7 @@ package packer
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -50,6 +51,9 @@ type Options struct {
 	// application/vnd.oci.image.config.v1+json, bootstrap layer the OCI gzip layer type.
 	// False keeps the source manifest's family (and its config's media type).
 	OCI bool
+	// FSVersion is the bootstrap's RAFS version for [AnnotationFSVersion]:
+	// "6" or "5"; "" means [FSVersion].
+	FSVersion string
 }
 
 // Source is the source image of one platform as the converter resolved it:
@@ -115,6 +119,10 @@ func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, opts Options) (v
 	if err := checkManifestType(mediaType); err != nil {
 		return nil, err
 	}
+	fsVersion := cmp.Or(opts.FSVersion, FSVersion)
+	if fsVersion != "5" && fsVersion != "6" {
+		return nil, fmt.Errorf("assembling nydus image: RAFS version %q", fsVersion)
+	}
 	srcManifest, err := src.Image.Manifest()
 	if err != nil {
 		return nil, fmt.Errorf("reading source manifest: %w", err)
@@ -162,7 +170,7 @@ func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, opts Options) (v
 	}
 	if err := add(bootstrap, BootstrapMediaType(mediaType), map[string]string{
 		AnnotationNydusBootstrap: "true",
-		AnnotationFSVersion:      FSVersion,
+		AnnotationFSVersion:      fsVersion,
 	}); err != nil {
 		return nil, fmt.Errorf("assembling nydus image: bootstrap layer: %w", err)
 	}
@@ -178,7 +186,7 @@ func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, opts Options) (v
 	m.Annotations = map[string]string{
 		AnnotationSourceDigest:    src.Descriptor.Digest.String(),
 		AnnotationSourceReference: opts.SourceRef,
-		AnnotationFSVersion:       FSVersion,
+		AnnotationFSVersion:       fsVersion,
 	}
 	if img.rawManifest, err = marshal(m); err != nil {
 		return nil, fmt.Errorf("assembling nydus image: encoding manifest: %w", err)

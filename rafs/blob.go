@@ -110,7 +110,7 @@ type BlobReader struct {
 	Entry BlobEntry
 	index int
 	r     io.ReaderAt
-	bs    uint64
+	bs    uint64 // block size of block addresses; 0: none to check (v5)
 	src   ChunkInfoSource
 	table map[uint32]ChunkInfo // this blob's chunk-table records; read only
 }
@@ -187,7 +187,7 @@ func (b *BlobReader) Resolve(a ChunkAddr, length uint64) (ChunkLocation, error) 
 	switch {
 	case !ok:
 		return ChunkLocation{}, corruptf("blob %d chunk %d is not in the bootstrap's chunk table", a.BlobIndex, a.CIIndex)
-	case rec.UncompressedOffset != uint64(a.BlkAddr)*b.bs:
+	case b.bs != 0 && rec.UncompressedOffset != uint64(a.BlkAddr)*b.bs:
 		return ChunkLocation{}, corruptf("block address %d disagrees with blob %d chunk %d at %d", a.BlkAddr, a.BlobIndex, a.CIIndex, rec.UncompressedOffset)
 	case uint64(rec.UncompressedSize) != length:
 		return ChunkLocation{}, corruptf("blob %d chunk %d holds %d bytes, the file needs %d there", a.BlobIndex, a.CIIndex, rec.UncompressedSize, length)

@@ -11,8 +11,9 @@ import (
 
 // TestOpenNamesWhatItIs: before any v6 size rule, Open tells by magic what
 // it was given: upstream's blob-toc blob fixture is a data blob, bytes
-// opening with the RAFS v5 magic (0x52414653, docs/rafs-format.md §4) are a
-// v5 bootstrap, and anything else is named as not a bootstrap at all.
+// opening with the RAFS v5 magic (0x52414653, docs/rafs-format.md §4) are
+// read as a v5 bootstrap (here: too short to be one), and anything else is
+// named as not a bootstrap at all.
 func TestOpenNamesWhatItIs(t *testing.T) {
 	blob, err := os.ReadFile("../testdata/nydus/toc/2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca")
 	if err != nil {

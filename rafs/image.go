@@ -66,6 +66,10 @@ type blobSlot struct {
 // blobs may be nil: the metadata can then be read, file data cannot.
 func NewImage(boot *Reader, blobs BlobOpener, opts ...ImageOption) (*Image, error) {
 	img := &Image{boot: boot, opener: blobs, load: LoadChunkInfo, blobs: make([]blobSlot, len(boot.Blobs))}
+	if boot.v5 != nil {
+		// v5 blobs hold only chunks: the bootstrap says where they lie.
+		img.load = boot.v5Loader
+	}
 	for _, o := range opts {
 		if err := o(img); err != nil {
 			return nil, err
@@ -127,7 +131,11 @@ func (img *Image) BlobAt(i int, r io.ReaderAt, size int64) (*BlobReader, error) 
 	if err != nil {
 		return nil, err
 	}
-	return newBlobReader(i, img.boot.Blobs[i], r, size, img.boot.bs, table[i], img.load)
+	unit := img.boot.bs
+	if img.boot.v5 != nil {
+		unit = 0 // v5 chunk records carry no block address (§4)
+	}
+	return newBlobReader(i, img.boot.Blobs[i], r, size, unit, table[i], img.load)
 }
 
 // CopyFile writes the content of regular file n to w. Each chunk index of

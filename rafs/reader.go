@@ -7,13 +7,19 @@ import (
 	"io"
 	"math/bits"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 )
 
-// Reader reads a RAFS v6 bootstrap. All methods are safe for concurrent use;
-// Open validates the superblock and tables, and every later read checks its
-// own bounds, so a malformed bootstrap yields ErrCorrupt, never a panic.
+// Reader reads a RAFS bootstrap, v6 or v5 (told apart by magic; the v5
+// metadata is mapped onto the same nodes, entries and chunk addresses). All
+// methods are safe for concurrent use; Open validates the superblock and
+// tables, and every later read checks its own bounds, so a malformed
+// bootstrap yields ErrCorrupt, never a panic.
+//
+// For v5, Super carries only Inos, Ext only Flags, ChunkSize and
+// ChunkTableSize, and there are no Devices; V5SuperBlock returns the rest.
 type Reader struct {
 	r         io.ReaderAt
 	size      int64
@@ -28,24 +34,28 @@ type Reader struct {
 	tableOnce sync.Once // fills table: one pass over the chunk table
 	table     []map[uint32]ChunkInfo
 	tableErr  error
+
+	v5 *v5Reader // nil for v6
 }
 
-// rafsV5Magic opens a RAFS v5 superblock at offset 0 (docs/rafs-format.md §4).
-const rafsV5Magic = 0x52414653
+// isV5 reports whether r starts with the RAFS v5 magic (§4).
+func isV5(r io.ReaderAt, size int64) bool {
+	var b [4]byte
+	if size < 4 {
+		return false
+	}
+	_, err := r.ReadAt(b[:], 0)
+	return err == nil && le.Uint32(b[:]) == V5Magic
+}
 
 // identify tells by magic numbers what the bytes are before any size rule
-// applies, so that a RAFS v5 bootstrap, a data blob or another file is named
-// as what it is rather than reported as a corrupt v6 bootstrap.
+// applies, so that a data blob or another file is named as what it is rather
+// than reported as a corrupt v6 bootstrap.
 func identify(r io.ReaderAt, size int64) error {
 	var b [4]byte
 	if size >= SuperBlockOffset+4 {
 		if _, err := r.ReadAt(b[:], SuperBlockOffset); err == nil && le.Uint32(b[:]) == SuperMagic {
 			return nil
-		}
-	}
-	if size >= 4 {
-		if _, err := r.ReadAt(b[:], 0); err == nil && le.Uint32(b[:]) == rafsV5Magic {
-			return corruptf("a RAFS v5 bootstrap, which this tool does not read yet (only RAFS v6)")
 		}
 	}
 	if size >= 512 {
@@ -59,8 +69,12 @@ func identify(r io.ReaderAt, size int64) error {
 
 // Open reads and validates the superblocks, device slots and blob table of
 // the bootstrap held in r (size bytes), mirroring the checks nydusd makes
-// when it loads an image (§1.16).
+// when it loads an image (§1.16). A v5 bootstrap (§4) is read whole and
+// checked throughout, its tree included.
 func Open(r io.ReaderAt, size int64) (*Reader, error) {
+	if isV5(r, size) {
+		return openV5(r, size)
+	}
 	if err := identify(r, size); err != nil {
 		return nil, err
 	}
@@ -220,7 +234,8 @@ type Node struct {
 	Nid    uint64
 	Inode  Inode
 	Xattrs []Xattr
-	offset uint64 // byte offset of the inode record
+	offset uint64    // byte offset of the inode record
+	v5     *v5Record // v5: the record itself
 }
 
 // Type returns the file type bits of the mode.
@@ -240,6 +255,9 @@ func (n *Node) bodyOffset() uint64 {
 
 // Node reads the inode at nid with its inline xattrs.
 func (rd *Reader) Node(nid uint64) (*Node, error) {
+	if rd.v5 != nil {
+		return rd.v5.node(nid)
+	}
 	if nid > (uint64(rd.size)-rd.metaBase)/InodeSlotSize {
 		return nil, corruptf("nid %d beyond the bootstrap", nid)
 	}
@@ -333,6 +351,9 @@ func (rd *Reader) ReadDir(n *Node) ([]DirEntry, error) {
 	if !n.IsDir() {
 		return nil, fmt.Errorf("inode %d is not a directory", n.Nid)
 	}
+	if rd.v5 != nil {
+		return rd.v5.readDir(n), nil
+	}
 	if n.Inode.Size > uint64(rd.size) {
 		return nil, corruptf("directory %d size %d exceeds the bootstrap", n.Nid, n.Inode.Size)
 	}
@@ -390,6 +411,9 @@ func (rd *Reader) Readlink(n *Node) (string, error) {
 	if n.Type() != ModeLnk {
 		return "", fmt.Errorf("inode %d is not a symlink", n.Nid)
 	}
+	if rd.v5 != nil {
+		return n.v5.target, nil
+	}
 	b, err := rd.readData(n, MaxSymlinkLen)
 	if err != nil {
 		return "", err
@@ -400,6 +424,9 @@ func (rd *Reader) Readlink(n *Node) (string, error) {
 // ChunkCount returns how many chunk indexes regular file n carries: one per
 // superblock chunk, whatever the inode's own chunk bits say (§1.9).
 func (rd *Reader) ChunkCount(n *Node) uint64 {
+	if rd.v5 != nil {
+		return uint64(n.v5.ChildCount)
+	}
 	cs := uint64(rd.ChunkSize)
 	return (n.Inode.Size + cs - 1) / cs
 }
@@ -408,6 +435,9 @@ func (rd *Reader) ChunkCount(n *Node) uint64 {
 func (rd *Reader) Chunks(n *Node) ([]ChunkAddr, error) {
 	if !n.IsReg() {
 		return nil, fmt.Errorf("inode %d is not a regular file", n.Nid)
+	}
+	if rd.v5 != nil {
+		return rd.v5.chunks(n, uint64(rd.ChunkSize))
 	}
 	if n.Inode.DataLayout() != LayoutChunkBased {
 		return nil, corruptf("regular inode %d is not chunk-based", n.Nid)
@@ -438,8 +468,12 @@ func (rd *Reader) Chunks(n *Node) ([]ChunkAddr, error) {
 	return out, nil
 }
 
-// ChunkTable returns the bootstrap's chunk table (§1.13).
+// ChunkTable returns the bootstrap's chunk table (§1.13); for v5, one
+// record per chunk the files use, gathered from their chunk records.
 func (rd *Reader) ChunkTable() ([]ChunkInfo, error) {
+	if rd.v5 != nil {
+		return slices.Clone(rd.v5.table), nil
+	}
 	n := rd.Ext.ChunkTableSize / ChunkTableEntrySize
 	buf := make([]byte, rd.Ext.ChunkTableSize)
 	if _, err := rd.r.ReadAt(buf, int64(rd.Ext.ChunkTableOffset)); err != nil {
@@ -454,6 +488,9 @@ func (rd *Reader) ChunkTable() ([]ChunkInfo, error) {
 
 // PrefetchTable returns the nids listed in the prefetch table (§1.6).
 func (rd *Reader) PrefetchTable() ([]uint32, error) {
+	if rd.v5 != nil {
+		return slices.Clone(rd.v5.prefetch), nil
+	}
 	buf := make([]byte, rd.Ext.PrefetchTableSize)
 	if _, err := rd.r.ReadAt(buf, int64(rd.Ext.PrefetchTableOffset)); err != nil {
 		return nil, fmt.Errorf("reading prefetch table: %w", err)
@@ -471,7 +508,11 @@ func (rd *Reader) PrefetchTable() ([]uint32, error) {
 
 // Root returns the root directory.
 func (rd *Reader) Root() (*Node, error) {
-	n, err := rd.Node(uint64(rd.Super.RootNid))
+	nid := uint64(rd.Super.RootNid)
+	if rd.v5 != nil {
+		nid = V5RootIndex
+	}
+	n, err := rd.Node(nid)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 // bootstrapParams carries what the serialiser needs beyond the laid-out tree.
 type bootstrapParams struct {
+	version   int // RAFS version: 6, or 5 (bootstrapv5.go)
 	flags     rafs.SuperFlags
 	chunkSize uint64
 	blobs     []rafs.BlobEntry
@@ -43,8 +44,12 @@ type chunkKey struct {
 
 // writeBootstrap serialises a laid-out tree into a RAFS v6 bootstrap (§1.1):
 // block 0 (superblocks, device slots), blob table, meta area shifted to
-// meta_addr, then the chunk table.
+// meta_addr, then the chunk table; or, when p.version is 5, into a v5
+// bootstrap (§4).
 func writeBootstrap(t *tree, lay *layoutResult, p *bootstrapParams) ([]byte, error) {
+	if p.version == 5 {
+		return writeBootstrapV5(t, lay, p)
+	}
 	nblobs := uint64(len(p.blobs))
 	if nblobs > rafs.MaxBlobs {
 		return nil, fmt.Errorf("%w: %d blobs, at most %d", ErrUnsupported, nblobs, rafs.MaxBlobs)
@@ -200,18 +205,24 @@ func addChunks(n *node, p *bootstrapParams, table map[chunkKey]rafs.ChunkInfo) e
 		if !ok || int(blob) >= len(p.blobs) {
 			return fmt.Errorf("internal error: %s references a blob missing from the blob table", n.entry.Path)
 		}
-		flags := rafs.ChunkHasCRC32
-		if c.compressed {
-			flags |= rafs.ChunkCompressed
-		}
-		table[chunkKey{c.digest, blob}] = rafs.ChunkInfo{
-			Digest: c.digest, BlobIndex: blob, Flags: flags,
-			CompressedSize: c.csize, UncompressedSize: c.usize,
-			CompressedOffset: c.coff, UncompressedOffset: c.uoff,
-			FileOffset: uint64(i) * p.chunkSize, Index: c.ciIndex, CRC32: c.crc,
-		}
+		table[chunkKey{c.digest, blob}] = c.record(blob, uint64(i)*p.chunkSize)
 	}
 	return nil
+}
+
+// record is chunk c's 80-byte record (§1.13) as blob index blob, at offset
+// fileOff of a file.
+func (c *chunkRec) record(blob uint32, fileOff uint64) rafs.ChunkInfo {
+	flags := rafs.ChunkHasCRC32
+	if c.compressed {
+		flags |= rafs.ChunkCompressed
+	}
+	return rafs.ChunkInfo{
+		Digest: c.digest, BlobIndex: blob, Flags: flags,
+		CompressedSize: c.csize, UncompressedSize: c.usize,
+		CompressedOffset: c.coff, UncompressedOffset: c.uoff,
+		FileOffset: fileOff, Index: c.ciIndex, CRC32: c.crc,
+	}
 }
 
 // chunkFormat returns i_u of a regular file: the EROFS chunk size bits plus

@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,9 @@ import (
 // Options configure a build. The zero value builds uncompressed blobs with
 // blake3 digests and 1 MiB chunks on GOMAXPROCS workers.
 type Options struct {
+	// FsVersion is the RAFS version of the bootstraps: 6 (0 means 6) or 5
+	// (§4; the blobs are the same).
+	FsVersion  int
 	Compressor rafs.Compressor
 	Digester   rafs.Digester
 	// ChunkSize is a power of two in [0x1000, 0x1000000]; 0 means 0x100000.
@@ -84,6 +88,13 @@ func (o *Options) workers() int {
 // Validate checks the options and fills in the default chunk size; builds
 // call it themselves, callers may call it early to fail fast.
 func (o *Options) Validate() error {
+	switch o.FsVersion {
+	case 0:
+		o.FsVersion = 6
+	case 5, 6:
+	default:
+		return fmt.Errorf("RAFS version %d: only 5 and 6 can be built", o.FsVersion)
+	}
 	if o.ChunkSize == 0 {
 		o.ChunkSize = rafs.DefaultChunkSize
 	}
@@ -147,7 +158,7 @@ type Timings struct {
 // OutputJSON is the name of the build report in the output directory.
 const OutputJSON = "output.json"
 
-// BuildDir builds a RAFS v6 image from the directory src into outDir:
+// BuildDir builds a RAFS v6 (or, with opts.FsVersion 5, v5) image from the directory src into outDir:
 // <name>.meta (the bootstrap), the blob named by its id (absent when the
 // tree holds no file data) and output.json. On failure nothing is left in
 // outDir, and outDir itself is removed if BuildDir created it.
@@ -209,13 +220,14 @@ func BuildDir(ctx context.Context, src, outDir, name string, opts Options) (_ *R
 	dataDone := time.Now()
 
 	params := &bootstrapParams{
+		version:   opts.FsVersion,
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag(),
 		chunkSize: uint64(opts.ChunkSize),
 		blobIndex: map[*blobWriter]uint32{bw: 0},
 		prefetch:  prefetchNodes(t, opts.PrefetchPatterns),
 	}
 	res := &Result{
-		FsVersion: "6", Compressor: opts.Compressor.String(), Digester: opts.Digester.String(),
+		FsVersion: strconv.Itoa(opts.FsVersion), Compressor: opts.Compressor.String(), Digester: opts.Digester.String(),
 		ChunkSize: fmt.Sprintf("%#x", opts.ChunkSize), Bootstrap: name + ".meta",
 		Blobs: []string{}, BlobInfo: []BlobInfo{}, Entries: lay.inodes,
 		DataBytes: bw.stats.dataBytes, Chunks: bw.stats.chunks,

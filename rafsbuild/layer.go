@@ -90,6 +90,9 @@ func BuildLayer(ctx context.Context, r io.Reader, blob *os.File, opts Options, d
 		return nil, err
 	}
 	params := &bootstrapParams{
+		// The layer's own bootstrap, inlined in its blob, stays v6 whatever
+		// the image's version: only Merge writes the image bootstrap.
+		version:   6,
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag(),
 		chunkSize: uint64(opts.ChunkSize),
 		blobIndex: map[*blobWriter]uint32{},

@@ -180,6 +180,7 @@ func layout(t *tree, chunkSize uint64) (*layoutResult, error) {
 	res.order = append(res.order, t.root)
 	var visit func(dir *node) error
 	visit = func(dir *node) error {
+		dir.firstChild = next + 1 // RAFS v5 records it even for an empty directory
 		_, dir.dataSize = packDirents(dirents(dir), a.bs)
 		a.placeWithTail(dir, dir.dataSize)
 		a.alignCursor(rafs.InodeSlotSize)

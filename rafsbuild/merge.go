@@ -54,6 +54,7 @@ func Merge(layers []*Layer, opts Options) (*Merged, error) {
 	}
 
 	params := &bootstrapParams{
+		version:   opts.FsVersion,
 		flags:     opts.Compressor.SuperFlag() | opts.Digester.SuperFlag() | rafs.FlagHasXattr,
 		chunkSize: uint64(opts.ChunkSize),
 		blobIndex: map[*blobWriter]uint32{},

@@ -48,15 +48,17 @@ type node struct {
 	data *fileData // regular files: content, shared by hardlinked paths
 
 	// Layout (layout.go).
-	index    uint32 // position in visiting order, root = 1
-	ino      uint32 // index of the first path of a hardlink group
-	nlink    uint32
-	primary  *node  // hardlinks: the first path, which owns placement and data
-	offset   uint64 // inode position before the meta shift
-	dataOff  uint64 // dirent/symlink data position before the meta shift
-	dataLay  int    // rafs.LayoutFlatPlain / FlatInline / ChunkBased
-	dataSize uint64 // i_size
-	xattrLen int
+	index uint32 // position in visiting order, root = 1
+	// firstChild is a directory's first child's index (RAFS v5 records it).
+	firstChild uint32
+	ino        uint32 // index of the first path of a hardlink group
+	nlink      uint32
+	primary    *node  // hardlinks: the first path, which owns placement and data
+	offset     uint64 // inode position before the meta shift
+	dataOff    uint64 // dirent/symlink data position before the meta shift
+	dataLay    int    // rafs.LayoutFlatPlain / FlatInline / ChunkBased
+	dataSize   uint64 // i_size
+	xattrLen   int
 }
 
 // fileData is the content of a regular file: its chunks once written.

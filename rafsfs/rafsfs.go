@@ -44,6 +44,13 @@ type Options struct {
 	// HideXattrs serves no extended attributes, as nydusd does unless its
 	// configuration sets enable_xattr.
 	HideXattrs bool
+	// VerifyMetadata checks each inode of a RAFS v5 bootstrap against its
+	// digest (rafs.Reader.VerifyDigest) when it is first looked up, the
+	// root at mount: reaching a path checks every directory on the way, so
+	// the whole chain from the root digest. A mismatch is logged with the
+	// path and answered with EIO. A v6 bootstrap, whose inodes carry no
+	// digests, is refused.
+	VerifyMetadata bool
 }
 
 // DefaultTimeout is the entry and attribute timeout when Options.Timeout is 0.
@@ -55,6 +62,7 @@ type fsys struct {
 	caches     []*blobcache.Cache
 	logger     logrus.FieldLogger
 	hideXattrs bool
+	verify     bool
 }
 
 // node is one inode of the image. Fields after n are filled lazily.
@@ -146,7 +154,13 @@ func newRoot(rd *rafs.Reader, caches []*blobcache.Cache, opts Options) (*node, e
 	if err != nil {
 		return nil, fmt.Errorf("reading the root directory: %w", err)
 	}
-	return &node{fsys: &fsys{rd: rd, caches: caches, logger: logs.Or(opts.Logger), hideXattrs: opts.HideXattrs}, n: rn}, nil
+	if opts.VerifyMetadata {
+		if err := rd.VerifyDigest(rn); err != nil {
+			return nil, fmt.Errorf("verifying metadata: %w", err)
+		}
+	}
+	return &node{fsys: &fsys{rd: rd, caches: caches, logger: logs.Or(opts.Logger), hideXattrs: opts.HideXattrs,
+		verify: opts.VerifyMetadata}, n: rn}, nil
 }
 
 // eio logs what failed and returns EIO.
@@ -192,6 +206,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	cn, err := n.fsys.rd.Node(e.Nid)
 	if err != nil {
 		return nil, n.eio("looking up "+name, err)
+	}
+	if n.fsys.verify {
+		if err := n.fsys.rd.VerifyDigest(cn); err != nil {
+			return nil, n.eio("looking up "+name, err)
+		}
 	}
 	fillAttr(cn, &out.Attr)
 	child := &node{fsys: n.fsys, n: cn}

@@ -41,11 +41,11 @@ report instead. On error nothing is left in the output directory.`,
 			if sourceDir == "" || outputDir == "" {
 				return fmt.Errorf("--source-dir and --output-dir are required")
 			}
-			if fsVersion != "6" {
-				return fmt.Errorf("--fs-version %s is not supported yet: only RAFS v6 can be built", fsVersion)
-			}
 			var opts rafsbuild.Options
 			var err error
+			if opts.FsVersion, err = parseFsVersion(fsVersion); err != nil {
+				return err
+			}
 			if opts.Compressor, err = rafs.ParseCompressor(compressor); err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ report instead. On error nothing is left in the output directory.`,
 	f.StringVar(&compressor, "compressor", "zstd", "chunk compression: none, lz4_block or zstd")
 	f.StringVar(&digester, "digester", "blake3", "chunk digest: blake3 or sha256")
 	f.StringVar(&chunkSize, "chunk-size", "0x100000", "chunk size, a power of two from 0x1000 to 0x1000000")
-	f.StringVar(&fsVersion, "fs-version", "6", "RAFS version; only 6 is supported")
+	f.StringVar(&fsVersion, "fs-version", "6", "RAFS version of the bootstrap: 6, or 5 (nydusd only; Merkle-hashed inodes)")
 	f.IntVar(&workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU); output does not depend on it")
 	f.BoolVar(&jsonOut, "json", false, "print the build report (output.json) on stdout")
 	return cmd

@@ -58,8 +58,8 @@ only with --plain-http.`,
 				return errors.New("--oci=false is not supported: every image nydusify publishes has OCI media types, " +
 					"since a docker v2 manifest holding Nydus blob layers (an OCI media type) is refused by skopeo and containers/image")
 			}
-			if fsVersion != "6" {
-				return fmt.Errorf("--fs-version %s is not supported yet: only RAFS v6", fsVersion)
+			if opts.Build.FsVersion, err = parseFsVersion(fsVersion); err != nil {
+				return err
 			}
 			if opts.Build.Compressor, err = rafs.ParseCompressor(compressor); err != nil {
 				return err
@@ -108,7 +108,7 @@ only with --plain-http.`,
 	f.StringVar(&opts.TargetSuffix, "target-suffix", "", "target = source registry reference with this suffix appended to its tag")
 	f.StringVar(&compressor, "compressor", "zstd", "chunk compression: none, lz4_block or zstd")
 	f.StringVar(&chunkSize, "fs-chunk-size", "0x100000", "chunk size, a power of two from 0x1000 to 0x1000000")
-	f.StringVar(&fsVersion, "fs-version", "6", "RAFS version; only 6 is supported")
+	f.StringVar(&fsVersion, "fs-version", "6", "RAFS version of the image bootstrap: 6, or 5 (nydusd only; Merkle-hashed inodes)")
 	f.StringVar(&platforms, "platform", "", "platforms to convert, e.g. linux/amd64,linux/arm64: picks from an index; a single-platform image must be one of them (default: the host's linux/<arch> from an index, a single image as it is)")
 	f.BoolVar(&opts.AllPlatforms, "all-platforms", false, "convert every platform of an index (attestation manifests are skipped)")
 	f.BoolVar(&opts.SourceRegistry.Insecure, "source-insecure", false, "skip TLS certificate verification for the source registry")

@@ -65,6 +65,17 @@ func bootstrapArg(cmd *cobra.Command, args []string) error {
 	}
 }
 
+// parseFsVersion reads --fs-version.
+func parseFsVersion(s string) (int, error) {
+	switch s {
+	case "5":
+		return 5, nil
+	case "6":
+		return 6, nil
+	}
+	return 0, fmt.Errorf("--fs-version %q: want 6 (RAFS v6, the default) or 5 (RAFS v5)", s)
+}
+
 // printJSON writes v to stdout as indented JSON, for --json outputs.
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)

@@ -16,11 +16,11 @@ import (
 
 func newMountCmd() *cobra.Command {
 	var (
-		opts                                    imagemount.Options
-		configPath, backendType, backendConfig  string
-		backendConfigFile, cacheDir, platform   string
-		prefetch, asJSON, plainHTTP, hideXattrs bool
-		prefetchWorkers                         int
+		opts                                                    imagemount.Options
+		configPath, backendType, backendConfig                  string
+		backendConfigFile, cacheDir, platform                   string
+		prefetch, asJSON, plainHTTP, hideXattrs, verifyMetadata bool
+		prefetchWorkers                                         int
 	)
 	cmd := &cobra.Command{
 		Use:   "mount (--target REF | --bootstrap FILE) --mount-path DIR",
@@ -96,6 +96,7 @@ SIGINT or SIGTERM, then unmounts.`,
 				Prefetch:          imagemount.Flag[bool]{Value: prefetch, Set: fl.Changed("prefetch")},
 				PrefetchWorkers:   imagemount.Flag[int]{Value: prefetchWorkers, Set: fl.Changed("prefetch-workers")},
 				HideXattrs:        imagemount.Flag[bool]{Value: hideXattrs, Set: fl.Changed("hide-xattrs")},
+				VerifyMetadata:    imagemount.Flag[bool]{Value: verifyMetadata, Set: fl.Changed("verify-metadata")},
 			}, opts.Bootstrap != "")
 			if err != nil {
 				return err
@@ -176,6 +177,7 @@ SIGINT or SIGTERM, then unmounts.`,
 	fl.StringVar(&cacheDir, "cache-dir", "", "chunk cache directory, kept across mounts (default: a temporary directory removed at exit)")
 	fl.BoolVar(&prefetch, "prefetch", false, "prefetch the prefetch table's files, or every chunk, in the background")
 	fl.IntVar(&prefetchWorkers, "prefetch-workers", 8, "backend requests in flight while prefetching")
+	fl.BoolVar(&verifyMetadata, "verify-metadata", false, `RAFS v5: check each inode's digest (the Merkle chain from the root) when first reached; a mismatch reads as EIO and is logged with the path (nydusd's "digest_validate": true)`)
 	fl.BoolVar(&hideXattrs, "hide-xattrs", false, `serve no extended attributes; =false shows them even when --config lacks "enable_xattr": true (default: shown without --config; with it, as its enable_xattr says)`)
 	fl.StringVar(&platform, "platform", "", "platform to mount: picks from an index; a single-platform image must be it (default: the host's linux/<arch> from an index, a single image as it is)")
 	fl.BoolVar(&plainHTTP, "plain-http", false, "allow plain HTTP (no TLS) to the --target registry; a loopback registry (localhost, 127.0.0.0/8, ::1) is allowed it without this flag")
