@@ -12,55 +12,60 @@ import (
 	"github.com/nydus-go/nydusify/imagemount"
 )
 
-// backendFlags are --backend-type, --backend-config and
-// --backend-config-file: a storage backend that takes blobs (s3, localfs),
-// configured with nydusd's backend "config" object (docs/storage-backends.md).
+// backendFlags are <prefix>backend-type, <prefix>backend-config and
+// <prefix>backend-config-file: a storage backend configured with nydusd's
+// backend "config" object (docs/storage-backends.md).
 type backendFlags struct {
+	prefix                  string // "" or e.g. "target-"
 	typ, config, configFile string
 }
 
-func (b *backendFlags) register(f *pflag.FlagSet, what string) {
-	f.StringVar(&b.typ, "backend-type", "", what+": s3 or localfs (docs/storage-backends.md)")
-	f.StringVar(&b.config, "backend-config", "", `the backend's JSON config, as nydusd's backend "config": s3 {"endpoint","scheme","region","bucket_name","access_key_id","access_key_secret","object_prefix","meta_prefix"}, localfs {"dir"}`)
-	f.StringVar(&b.configFile, "backend-config-file", "", "a file holding what --backend-config would")
+func (b *backendFlags) register(f *pflag.FlagSet, prefix, what string) {
+	b.prefix = prefix
+	f.StringVar(&b.typ, prefix+"backend-type", "", what+": s3 or localfs (docs/storage-backends.md)")
+	f.StringVar(&b.config, prefix+"backend-config", "", `the backend's JSON config, as nydusd's backend "config": s3 {"endpoint","scheme","region","bucket_name","access_key_id","access_key_secret","object_prefix","meta_prefix"}, localfs {"dir"}`)
+	f.StringVar(&b.configFile, prefix+"backend-config-file", "", "a file holding what --"+prefix+"backend-config would")
 }
 
 func (b *backendFlags) set() bool { return b.typ != "" || b.config != "" || b.configFile != "" }
 
-// pusher parses the flags into a backend that takes blobs. Nothing is sent.
-func (b *backendFlags) pusher() (backend.Pusher, error) {
+// open parses the flags into a backend. Nothing is sent.
+func (b *backendFlags) open() (backend.Backend, error) {
+	flag := "--" + b.prefix + "backend-"
 	data := b.config
 	switch {
 	case b.typ == "":
-		return nil, errors.New("--backend-config needs --backend-type (s3 or localfs)")
+		return nil, fmt.Errorf("%sconfig needs %stype (s3 or localfs)", flag, flag)
 	case b.config != "" && b.configFile != "":
-		return nil, errors.New("give --backend-config or --backend-config-file, not both")
+		return nil, fmt.Errorf("give %sconfig or %sconfig-file, not both", flag, flag)
 	case b.configFile != "":
 		raw, err := os.ReadFile(b.configFile)
 		if err != nil {
-			return nil, fmt.Errorf("--backend-config-file: %w", err)
+			return nil, fmt.Errorf("%sconfig-file: %w", flag, err)
 		}
 		data = string(raw)
 	case b.config == "":
-		return nil, fmt.Errorf("--backend-type %s needs --backend-config or --backend-config-file", b.typ)
-	}
-	if b.typ != "s3" && b.typ != "localfs" {
-		return nil, fmt.Errorf("--backend-type %q cannot take blobs: want s3 or localfs", b.typ)
+		return nil, fmt.Errorf("%stype %s needs %sconfig or %sconfig-file", flag, b.typ, flag, flag)
 	}
 	cfg, notes, err := imagemount.ParseBackendConfig(b.typ, []byte(data))
 	if err != nil {
-		return nil, fmt.Errorf("--backend-config: %w", err)
+		return nil, fmt.Errorf("%sconfig: %w", flag, err)
 	}
 	for _, n := range notes {
-		logrus.Warn("--backend-config: " + n)
+		logrus.Warn(flag + "config: " + n)
 	}
-	be, err := imagemount.NewBackend(cfg)
+	return imagemount.NewBackend(cfg)
+}
+
+// pusher is open for a backend that must take blobs (s3, localfs).
+func (b *backendFlags) pusher() (backend.Pusher, error) {
+	be, err := b.open()
 	if err != nil {
 		return nil, err
 	}
 	p, ok := be.(backend.Pusher)
 	if !ok {
-		return nil, fmt.Errorf("--backend-type %q cannot take blobs: want s3 or localfs", b.typ)
+		return nil, errors.New("--" + b.prefix + "backend-type " + b.typ + " cannot take blobs: want s3 or localfs")
 	}
 	return p, nil
 }

@@ -131,6 +131,6 @@ meta_prefix + NAME.meta. A blob the backend already has is not sent again.`,
 	f.IntVar(&workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU); output does not depend on it")
 	f.BoolVar(&jsonOut, "json", false, "print the build report (output.json) on stdout")
 	f.BoolVar(&backendPush, "backend-push", false, "store the blob and bootstrap in the storage backend (--backend-type, --backend-config)")
-	be.register(f, "where --backend-push stores the blob and bootstrap")
+	be.register(f, "", "where --backend-push stores the blob and bootstrap")
 	return cmd
 }

@@ -130,7 +130,7 @@ only with --plain-http.`,
 	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads and blob uploads")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
 	f.BoolVar(&oci, "oci", true, "OCI media types for manifest, config, bootstrap layer and index, whatever the source's (always on: a docker v2 manifest cannot carry Nydus blob layers readably)")
-	be.register(f, "push data blobs to this storage backend; the image then holds only the bootstrap layer")
+	be.register(f, "", "push data blobs to this storage backend; the image then holds only the bootstrap layer")
 	f.BoolVar(&opts.BackendForcePush, "backend-force-push", false, "push blobs the backend already has")
 	f.BoolVar(&dockerV2, "docker-v2-format", false, "deprecated, has no effect")
 	f.MarkDeprecated("docker-v2-format", "it has no effect, as in upstream nydusify; the image always has OCI media types (see --oci)")
