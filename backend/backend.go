@@ -232,3 +232,16 @@ func PushFiles(ctx context.Context, p Pusher, blobs map[string]string, metaName,
 	}
 	return out, nil
 }
+
+// ReaderAt reads blob blobID of be as an io.ReaderAt, under ctx.
+func ReaderAt(ctx context.Context, be Backend, blobID string) io.ReaderAt {
+	return blobReaderAt{ctx, be, blobID}
+}
+
+type blobReaderAt struct {
+	ctx context.Context
+	be  Backend
+	id  string
+}
+
+func (b blobReaderAt) ReadAt(p []byte, off int64) (int, error) { return b.be.ReadAt(b.ctx, b.id, p, off) }

@@ -401,18 +401,7 @@ func fetchBackendBlob(ctx context.Context, work string, be backend.Backend, e ra
 	if uint64(size) != e.CompressedSize {
 		return "", fmt.Errorf("%d bytes in the backend, %d in the blob table", size, e.CompressedSize)
 	}
-	return saveBlob(work, io.NewSectionReader(backendReaderAt{ctx, be, e.BlobID}, 0, size), e)
-}
-
-// backendReaderAt reads one blob of a backend as an io.ReaderAt.
-type backendReaderAt struct {
-	ctx context.Context
-	be  backend.Backend
-	id  string
-}
-
-func (b backendReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	return b.be.ReadAt(b.ctx, b.id, p, off)
+	return saveBlob(work, io.NewSectionReader(backend.ReaderAt(ctx, be, e.BlobID), 0, size), e)
 }
 
 // saveBlob writes a blob's bytes into work and returns its path, with an

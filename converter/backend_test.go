@@ -29,7 +29,9 @@ import (
 // the bootstrap's blob table, each hashing to its name; a second conversion
 // sends nothing; a FUSE mount of the image with the localfs backend equals
 // umoci's unpacking of the source; check with the backend passes, and
-// without it fails.
+// without it fails. copy with the backend as its source gives a
+// self-contained image that check passes and that mounts from the registry
+// alone.
 func TestConvertToLocalFS(t *testing.T) {
 	testenv.RequireFUSE(t)
 	host := testenv.StartRegistry(t)
@@ -100,4 +102,33 @@ func TestConvertToLocalFS(t *testing.T) {
 	if err == nil && crep.OK {
 		t.Fatal("check without the backend passed")
 	}
+
+	// copy takes the blobs out of the backend: the copy has the blob layers
+	// again, and reads from its registry alone.
+	copyRef := host + "/nydus/copied:v1"
+	cr, err := converter.Copy(context.Background(), converter.CopyOptions{Source: target, Target: copyRef,
+		SourceRegistry: reg, TargetRegistry: reg, SourceBackend: backend.NewLocalFS(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cr.Blobs, blobs) {
+		t.Errorf("copy attached %q, want the blob table %q", cr.Blobs, blobs)
+	}
+	cref, _ := name.ParseReference(copyRef, name.Insecure)
+	cimg, err := remote.Image(cref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, _ := cimg.Manifest()
+	ccf, _ := cimg.ConfigFile()
+	if len(cm.Layers) != 4 || len(ccf.RootFS.DiffIDs) != 4 || cm.Layers[3].Digest != m.Layers[0].Digest {
+		t.Fatalf("copy: layers %v, diff_ids %v; want the 3 blobs then the bootstrap", cm.Layers, ccf.RootFS.DiffIDs)
+	}
+	crep, err = checker.Check(context.Background(), checker.Options{Target: copyRef, Source: srcRef.String(),
+		SourceRegistry: reg, TargetRegistry: reg})
+	if err != nil || !crep.OK {
+		t.Fatalf("check of the copy: %v, %+v", err, crep)
+	}
+	cmnt := mounttest.FUSE(t, imagemount.Options{Target: copyRef, Registry: reg, Config: imagemount.DefaultConfig()})
+	requireSame(t, flatten(t, sourceImage(t, true, false)), cmnt.Dir())
 }
