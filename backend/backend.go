@@ -244,4 +244,6 @@ type blobReaderAt struct {
 	id  string
 }
 
-func (b blobReaderAt) ReadAt(p []byte, off int64) (int, error) { return b.be.ReadAt(b.ctx, b.id, p, off) }
+func (b blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	return b.be.ReadAt(b.ctx, b.id, p, off)
+}

@@ -83,4 +83,3 @@ func (rnd) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-
