@@ -152,7 +152,9 @@ func requireNoSecret(t *testing.T, secret, storage string, texts map[string]stri
 // one history entry) and s3cmd sees exactly the bootstrap's blobs under the
 // object prefix, each hashing to its id; a FUSE mount reading the blobs from
 // S3 equals umoci's unpacking of the source; check, reading the blobs from
-// S3, passes. The secret key shows nowhere: not in the output, the logs at
+// S3, passes; copy with S3 as the source backend gives a self-contained
+// image whose mount, from the registry alone, equals the source too. The
+// secret key shows nowhere: not in the output, the logs at
 // debug level, --output-json, or anything the registry stores.
 func TestConvertS3RoundTrip(t *testing.T) {
 	testenv.RequireFUSE(t)
@@ -255,10 +257,36 @@ func TestConvertS3RoundTrip(t *testing.T) {
 		t.Errorf("check without the backend passed:\n%s", r.stdout)
 	}
 
+	// copy takes the blobs out of S3 into a self-contained image; a mount
+	// of the copy reads from the registry alone.
+	copied := host + "/nydus/app:copy"
+	cp := run(t, nil, "copy", "--source", target, "--target", copied,
+		"--source-backend-type", "s3", "--source-backend-config-file", cfgFile)
+	if cp.code != 0 {
+		t.Fatalf("copy: %s", cp.stderr)
+	}
+	cmf, err := skopeoRaw(t, copied, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm v1.Manifest
+	json.Unmarshal(cmf, &cm)
+	if len(cm.Layers) != 4 {
+		t.Errorf("copy has %d layers, want 3 blobs and the bootstrap", len(cm.Layers))
+	}
+	cmnt := filepath.Join(dir, "copy-mnt")
+	os.Mkdir(cmnt, 0o755)
+	cpm := mounttest.StartProcess(t, binary, cmnt, []string{"--target", copied}, mountcheck.ProcessOptions{JSON: true})
+	if ready := cpm.Ready(); !strings.HasPrefix(fmt.Sprint(ready["backend"]), "registry:") {
+		t.Errorf("ready event %v, want the registry backend", ready)
+	}
+	mounttest.RequireSame(t, want, cmnt, cmpOpts)
+	stop(t, cpm)
+
 	requireNoSecret(t, m.SecretKey, storage, map[string]string{
 		"convert output": conv.stdout + conv.stderr, "--output-json": string(repData),
 		"mount log": mountLog.String(), "check output": chk.stdout + chk.stderr,
-		"manifest": string(manifest), "config": string(config),
+		"copy output": cp.stdout + cp.stderr, "manifest": string(manifest), "config": string(config),
 	})
 }
 
