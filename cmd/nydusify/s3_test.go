@@ -28,6 +28,7 @@ import (
 
 	"github.com/nydus-go/nydusify/internal/fstree"
 	"github.com/nydus-go/nydusify/internal/testenv"
+	"github.com/nydus-go/nydusify/internal/treecmp"
 	"github.com/nydus-go/nydusify/internal/treetar"
 	"github.com/nydus-go/nydusify/mountcheck"
 	"github.com/nydus-go/nydusify/mountcheck/mounttest"
@@ -244,7 +245,7 @@ func TestConvertS3RoundTrip(t *testing.T) {
 	if ready := p.Ready(); !strings.HasPrefix(fmt.Sprint(ready["backend"]), "s3:http://"+m.Endpoint+"/"+m.Bucket+"/nydus/blobs/") {
 		t.Errorf("ready event %v, want the s3 backend", ready)
 	}
-	mounttest.RequireSame(t, want, mnt, cmpOpts)
+	mounttest.RequireSame(t, want, mnt, cmpOpts, umociDropsEmptyXattrs)
 	stop(t, p)
 
 	chk := run(t, nil, "check", "--target", target, "--source", srcRef.String(),
@@ -280,7 +281,7 @@ func TestConvertS3RoundTrip(t *testing.T) {
 	if ready := cpm.Ready(); !strings.HasPrefix(fmt.Sprint(ready["backend"]), "registry:") {
 		t.Errorf("ready event %v, want the registry backend", ready)
 	}
-	mounttest.RequireSame(t, want, cmnt, cmpOpts)
+	mounttest.RequireSame(t, want, cmnt, cmpOpts, umociDropsEmptyXattrs)
 	stop(t, cpm)
 
 	requireNoSecret(t, m.SecretKey, storage, map[string]string{
@@ -288,6 +289,15 @@ func TestConvertS3RoundTrip(t *testing.T) {
 		"mount log": mountLog.String(), "check output": chk.stdout + chk.stderr,
 		"copy output": cp.stdout + cp.stderr, "manifest": string(manifest), "config": string(config),
 	})
+}
+
+// umociDropsEmptyXattrs skips the one known difference between umoci's
+// unpacking and the image: the sample tree's empty-valued xattr user.empty,
+// which umoci does not set (PAX gives an empty record value the meaning
+// "delete the keyword", and Go's archive/tar, which umoci reads with, drops
+// it). The mount serves it, as the source directory has it.
+func umociDropsEmptyXattrs(d treecmp.Diff) bool {
+	return d.Field == "xattr:user.empty" && d.Want == "absent"
 }
 
 func sameStrings(a, b []string) bool {
