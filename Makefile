@@ -1,7 +1,7 @@
 # Build and check targets. CI (.ci/run) runs `make fmt-check vet tidy-check lint test race`.
 GO ?= go
 
-.PHONY: build test fmt-check vet tidy-check lint lint-tool race demo fuzz bench bench-mount mutation
+.PHONY: build test fmt-check vet tidy-check lint lint-tool race demo fuzz bench bench-mount bench-s3 mutation
 
 # CGO_ENABLED=0: net and os/user would otherwise link libc dynamically; the
 # binary is meant to be one static file (TestStaticBinary checks it).
@@ -76,6 +76,10 @@ fuzz:
 bench:
 	$(GO) test ./rafsbuild -run XXX -bench 'Build(Dir|Layer)' -benchtime 3x
 	$(GO) test ./zran -run XXX -bench IndexVsKlauspost -benchtime 5x
+
+# Upload of a 1 GiB blob to a real MinIO: PushBlob against `s3cmd put`, best of 3 each.
+bench-s3:
+	$(GO) test ./backend -run XXX -bench S3Push -benchtime 3x -timeout 30m
 
 # Lazy FUSE mount (root): mount time, metadata walk and full reads vs the plain directory.
 bench-mount:

@@ -43,6 +43,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sirupsen/logrus"
 
+	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/packer"
 	"github.com/nydus-go/nydusify/rafs"
@@ -78,6 +79,10 @@ type Options struct {
 	// (such as a chunk failing its digest) as a warning. Nil discards (see
 	// internal/logs).
 	Logger logrus.FieldLogger
+	// TargetBackend, when set, holds the target's blobs (an image converted
+	// in storage-backend mode, whose manifest lists only the bootstrap
+	// layer): the bootstrap's blob table is read from it by blob id.
+	TargetBackend backend.Backend
 }
 
 // Problem is one difference or defect.
@@ -172,7 +177,7 @@ func Check(ctx context.Context, opts Options) (*Report, error) {
 	}
 	var files closers
 	defer files.close()
-	img, blobs, err := loadBootstrap(work, retrying(ctx, layers, opts.TargetRegistry), &files, problem)
+	img, blobs, err := loadBootstrap(ctx, work, retrying(ctx, layers, opts.TargetRegistry), opts.TargetBackend, &files, problem)
 	if err != nil {
 		return nil, err
 	}
@@ -290,9 +295,10 @@ func checkManifest(target, source *imageref.PlatformImage, layers []v1.Layer, pr
 }
 
 // loadBootstrap applies the bootstrap rule and opens the image with its
-// blobs; blobs[i] is nil for a blob that could not be opened. It returns a
-// nil image when the bootstrap cannot be used at all.
-func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(string, string, ...any)) (*rafs.Image, []*rafs.BlobReader, error) {
+// blobs, taken from the manifest's layers or, when be is set, from be;
+// blobs[i] is nil for a blob that could not be opened. It returns a nil
+// image when the bootstrap cannot be used at all.
+func loadBootstrap(ctx context.Context, work string, layers []v1.Layer, be backend.Backend, files *closers, problem func(string, string, ...any)) (*rafs.Image, []*rafs.BlobReader, error) {
 	bootLayer := layers[len(layers)-1]
 	bootPath := filepath.Join(work, bootstrapFile)
 	diffID, err := packer.ExtractBootstrap(bootLayer, bootPath)
@@ -370,16 +376,28 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 	*files = append(*files, img)
 	blobs := make([]*rafs.BlobReader, len(rd.Blobs))
 	for i, e := range rd.Blobs {
-		// A blob id is the hex sha256 of the blob, its layer's digest.
-		l, ok := byDigest[v1.Hash{Algorithm: "sha256", Hex: e.BlobID}]
-		if !ok {
-			problem(RuleBootstrap, "blob %d (%s) of the blob table is not a layer of the manifest", i, e.BlobID)
-			continue
+		var path string
+		var copyErr error
+		if be != nil {
+			path, copyErr = fetchBackendBlob(ctx, work, be, e)
+		} else {
+			// A blob id is the hex sha256 of the blob, its layer's digest.
+			l, ok := byDigest[v1.Hash{Algorithm: "sha256", Hex: e.BlobID}]
+			if !ok {
+				problem(RuleBootstrap, "blob %d (%s) of the blob table is not a layer of the manifest", i, e.BlobID)
+				continue
+			}
+			if size, err := l.Size(); err == nil && uint64(size) != e.CompressedSize {
+				problem(RuleBootstrap, "blob %s: %d bytes in the blob table, %d in the manifest", e.BlobID, e.CompressedSize, size)
+			}
+			rc, err := l.Compressed()
+			if err != nil {
+				problem(RuleBootstrap, "blob %s: %v", e.BlobID, err)
+				continue
+			}
+			path, copyErr = saveBlob(work, rc, e)
+			rc.Close()
 		}
-		if size, err := l.Size(); err == nil && uint64(size) != e.CompressedSize {
-			problem(RuleBootstrap, "blob %s: %d bytes in the blob table, %d in the manifest", e.BlobID, e.CompressedSize, size)
-		}
-		path, copyErr := fetchBlob(work, l, e)
 		if path == "" {
 			problem(RuleBootstrap, "blob %s: %v", e.BlobID, copyErr)
 			continue
@@ -399,22 +417,31 @@ func loadBootstrap(work string, layers []v1.Layer, files *closers, problem func(
 	return img, blobs, nil
 }
 
-// fetchBlob downloads a blob layer into work and returns its path, with an
-// error if the download failed (path "" when nothing usable was written) or
-// the content does not hash to the blob id.
-func fetchBlob(work string, l v1.Layer, e rafs.BlobEntry) (string, error) {
-	rc, err := l.Compressed()
+// fetchBackendBlob copies a blob out of a storage backend into work, after
+// checking its size against the blob table, as saveBlob does.
+func fetchBackendBlob(ctx context.Context, work string, be backend.Backend, e rafs.BlobEntry) (string, error) {
+	size, err := be.Size(ctx, e.BlobID)
 	if err != nil {
 		return "", err
 	}
-	defer rc.Close()
+	if uint64(size) != e.CompressedSize {
+		return "", fmt.Errorf("%d bytes in the backend, %d in the blob table", size, e.CompressedSize)
+	}
+	return saveBlob(work, io.NewSectionReader(backend.ReaderAt(ctx, be, e.BlobID), 0, size), e)
+}
+
+// saveBlob writes a blob's bytes into work and returns its path, with an
+// error if the copy failed (path "" when nothing usable was written) or the
+// content does not hash to the blob id.
+func saveBlob(work string, r io.Reader, e rafs.BlobEntry) (string, error) {
 	path := filepath.Join(work, e.BlobID)
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err
 	}
 	h := sha256.New()
-	_, copyErr := io.Copy(io.MultiWriter(f, h), rc)
+	// Large reads: from a backend, each read is one ranged request.
+	_, copyErr := io.CopyBuffer(io.MultiWriter(f, h), r, make([]byte, 4<<20))
 	f.Close()
 	if got := hex.EncodeToString(h.Sum(nil)); got != e.BlobID && copyErr == nil {
 		copyErr = fmt.Errorf("content hashes to sha256:%s", got)

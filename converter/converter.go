@@ -25,6 +25,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/imageref"
 	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/packer"
@@ -68,6 +71,13 @@ type Options struct {
 	CrossLayerDedup bool
 	// Progress, if set, receives events as the conversion advances.
 	Progress func(Event)
+
+	// Backend, when set, is storage-backend mode (docs/storage-backends.md):
+	// every data blob is pushed there (Concurrency at a time) and the
+	// published image holds only the bootstrap layer. Blobs the backend
+	// already has are skipped unless BackendForcePush.
+	Backend          backend.Pusher
+	BackendForcePush bool
 }
 
 func (o *Options) jobs() int {
@@ -124,6 +134,8 @@ type PlatformReport struct {
 	DataBytes     uint64        `json:"data_bytes"`
 	Chunks        uint64        `json:"chunks"`
 	DedupChunks   uint64        `json:"dedup_chunks"`
+	// BackendBlobs says where each blob went in storage-backend mode.
+	BackendBlobs []backend.PushResult `json:"backend_blobs,omitempty"`
 }
 
 // Timings of the conversion phases in milliseconds.
@@ -206,6 +218,11 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	// takes the result.
 	if err := imageref.CheckTarget(ctx, dst, opts.TargetRegistry); err != nil {
 		return nil, err
+	}
+	if ch, ok := opts.Backend.(interface{ Check(context.Context) error }); ok {
+		if err := ch.Check(ctx); err != nil {
+			return nil, fmt.Errorf("backend: %w", err)
+		}
 	}
 	rep := &Report{Source: src.String(), Target: dst.String()}
 	for _, d := range skipped {
@@ -301,13 +318,21 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 	// Always OCI (upstream's --oci): a Nydus blob layer's media type is an OCI one, and a
 	// docker schema 2 manifest holding it is refused by skopeo and containers/image
 	// ("unsupported docker v2s2 media type"), so a docker source's family cannot be kept.
-	img, err := packer.Image(packer.Source{Image: pi.Image, Descriptor: pi.Descriptor}, build, packer.Options{SourceRef: sourceRef, WorkDir: c.work, OCI: true, FSVersion: fsVersionName(c.opts.Build.FsVersion)})
+	var pushed []backend.PushResult
+	if c.opts.Backend != nil {
+		if pushed, err = c.pushBlobs(ctx, converted); err != nil {
+			return nil, nil, err
+		}
+	}
+	img, err := packer.Image(packer.Source{Image: pi.Image, Descriptor: pi.Descriptor}, build,
+		packer.Options{SourceRef: sourceRef, WorkDir: c.work, OCI: true, BlobsElsewhere: c.opts.Backend != nil,
+			FSVersion: fsVersionName(c.opts.Build.FsVersion)})
 	if err != nil {
 		return nil, nil, err
 	}
 	rep := &PlatformReport{
 		Platform: plat, SourceDigest: pi.Descriptor.Digest, Layers: reports,
-		BootstrapSize: len(merged.Bootstrap), Blobs: merged.Blobs,
+		BootstrapSize: len(merged.Bootstrap), Blobs: merged.Blobs, BackendBlobs: pushed,
 	}
 	for _, r := range reports {
 		rep.SourceBytes += r.SourceSize
@@ -317,6 +342,25 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 		rep.DedupChunks += r.DedupChunks
 	}
 	return img, rep, nil
+}
+
+// pushBlobs stores the converted layers' blobs in the backend, Concurrency
+// at a time, before anything is published.
+func (c *converter) pushBlobs(ctx context.Context, layers []convertedLayer) ([]backend.PushResult, error) {
+	res := make([]backend.PushResult, len(layers))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.opts.jobs())
+	for i, cl := range layers {
+		g.Go(func() error {
+			r, err := c.opts.Backend.PushBlob(gctx, cl.layer.Digest, cl.path, c.opts.BackendForcePush)
+			if err != nil {
+				return fmt.Errorf("pushing blob %s to the backend: %w", cl.layer.Digest, err)
+			}
+			res[i] = r
+			return nil
+		})
+	}
+	return res, g.Wait()
 }
 
 // ErrAlreadyNydus is wrapped by the error of a conversion whose source is a Nydus image.

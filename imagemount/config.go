@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/nydus-go/nydusify/backend"
 )
 
 // Config is what a mount takes from nydusd's v1 JSON configuration
@@ -43,7 +45,7 @@ type PrefetchConfig struct {
 
 // BackendConfig is device.backend: where blobs are read from.
 type BackendConfig struct {
-	// Type is "localfs" or "registry".
+	// Type is "localfs", "registry" or "s3".
 	Type string
 	// Dir holds blobs named by id (localfs).
 	Dir string
@@ -59,6 +61,9 @@ type BackendConfig struct {
 	// Attempts is how many times a request is tried in all: nydusd's
 	// retry_limit plus one. 0 means our default policy (retry.Default).
 	Attempts int
+	// S3 is the bucket of an s3 backend (its Timeout and Retry are set
+	// from TimeoutSeconds and Attempts by NewBackend).
+	S3 backend.S3Config
 }
 
 // DefaultConfig returns the settings of a mount without a configuration
@@ -165,16 +170,7 @@ func (p *parser) backend(typ, path string, data json.RawMessage) BackendConfig {
 		b.Scheme, b.Host, b.Repo = o.str("scheme"), o.str("host"), o.str("repo")
 		b.Auth, b.Token = o.str("auth"), o.str("registry_token")
 		b.SkipVerify = o.boolean("skip_verify")
-		if b.TimeoutSeconds = int(o.integer("timeout")); b.TimeoutSeconds < 0 && p.err == nil {
-			p.fail("%s.timeout %d: want 0 (the default) or more seconds", path, b.TimeoutSeconds)
-		}
-		if o.raw("retry_limit") != nil {
-			n := int(o.integer("retry_limit"))
-			if n < 0 || n > 100 {
-				p.fail("%s.retry_limit %d: want 0 to 100", path, n)
-			}
-			b.Attempts = n + 1
-		}
+		p.connection(o, path, &b)
 		switch b.Scheme {
 		case "", "https", "http":
 		default:
@@ -187,18 +183,59 @@ func (p *parser) backend(typ, path string, data json.RawMessage) BackendConfig {
 			"blob_url_scheme", "blob_redirected_host"} {
 			o.note(k, "not supported, ignored")
 		}
-	case "s3", "oss", "http-proxy":
-		p.fail("backend type %q is not supported yet (localfs, registry)", typ)
+	case "s3":
+		b.S3 = backend.S3Config{
+			Endpoint: o.str("endpoint"), Scheme: o.str("scheme"), Region: o.str("region"),
+			Bucket: o.str("bucket_name"), AccessKeyID: o.str("access_key_id"),
+			SecretAccessKey: backend.Secret(o.str("access_key_secret")),
+			ObjectPrefix:    o.str("object_prefix"), MetaPrefix: o.str("meta_prefix"),
+			SkipVerify: o.boolean("skip_verify"),
+		}
+		if o.has("path_style") {
+			b.S3.VirtualHosted = !o.boolean("path_style")
+		}
+		p.connection(o, path, &b)
+		switch b.S3.Scheme {
+		case "", "https", "http":
+		default:
+			p.fail(`%s.scheme %q: want "https" or "http"`, path, b.S3.Scheme)
+		}
+		if b.S3.Bucket == "" && p.err == nil {
+			p.fail(`%s: s3 needs "bucket_name"`, path)
+		}
+		if (b.S3.AccessKeyID == "") != (b.S3.SecretAccessKey == "") && p.err == nil {
+			p.fail(`%s: give both "access_key_id" and "access_key_secret", or neither to use the AWS credential chain`, path)
+		}
+		for _, k := range []string{"connect_timeout", "proxy", "mirrors"} {
+			o.note(k, "not supported, ignored")
+		}
+	case "oss", "http-proxy":
+		p.fail("backend type %q is not supported yet (localfs, registry, s3)", typ)
 		return b
 	case "":
-		p.fail("backend type is missing (localfs or registry)")
+		p.fail("backend type is missing (localfs, registry or s3)")
 		return b
 	default:
-		p.fail("backend type %q is unknown (localfs or registry)", typ)
+		p.fail("backend type %q is unknown (localfs, registry or s3)", typ)
 		return b
 	}
 	o.done()
 	return b
+}
+
+// connection reads the keys nydusd's network backends share: timeout and
+// retry_limit.
+func (p *parser) connection(o *object, path string, b *BackendConfig) {
+	if b.TimeoutSeconds = int(o.integer("timeout")); b.TimeoutSeconds < 0 && p.err == nil {
+		p.fail("%s.timeout %d: want 0 (the default) or more seconds", path, b.TimeoutSeconds)
+	}
+	if o.raw("retry_limit") != nil {
+		n := int(o.integer("retry_limit"))
+		if n < 0 || n > 100 {
+			p.fail("%s.retry_limit %d: want 0 to 100", path, n)
+		}
+		b.Attempts = n + 1
+	}
 }
 
 // cache reads device.cache and returns the cache directory.

@@ -1,8 +1,11 @@
 package imagemount
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/nydus-go/nydusify/backend"
 )
 
 // docExample is the configuration docs/nydusd-config.md shows, as users have it.
@@ -72,11 +75,49 @@ func TestParseConfigRegistry(t *testing.T) {
 	}
 }
 
+// TestParseConfigS3: nydusd's s3 backend keys (docs/storage-backends.md)
+// land in the S3 config; timeout and retry_limit reach the client through
+// NewBackend; the secret does not show when the config is printed.
+func TestParseConfigS3(t *testing.T) {
+	c, notes, err := ParseConfig([]byte(`{"device": {"backend": {"type": "s3", "config": {
+	  "endpoint": "127.0.0.1:9000", "scheme": "http", "region": "eu-west-1", "bucket_name": "images",
+	  "access_key_id": "AKID", "access_key_secret": "s3cr3t-value", "object_prefix": "blobs/",
+	  "meta_prefix": "meta/", "skip_verify": true, "timeout": 7, "retry_limit": 2, "path_style": false,
+	  "connect_timeout": 3}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := BackendConfig{Type: "s3", TimeoutSeconds: 7, Attempts: 3, S3: backend.S3Config{
+		Endpoint: "127.0.0.1:9000", Scheme: "http", Region: "eu-west-1", Bucket: "images",
+		AccessKeyID: "AKID", SecretAccessKey: "s3cr3t-value", ObjectPrefix: "blobs/", MetaPrefix: "meta/",
+		SkipVerify: true, VirtualHosted: true}}
+	if c.Backend != want {
+		t.Errorf("backend =\n%+v\nwant\n%+v", c.Backend, want)
+	}
+	if !strings.Contains(strings.Join(notes, "\n"), "connect_timeout") {
+		t.Errorf("no note about connect_timeout in %q", notes)
+	}
+	if s := fmt.Sprintf("%+v", c); strings.Contains(s, "s3cr3t-value") {
+		t.Errorf("the secret shows in %s", s)
+	}
+	be, err := NewBackend(c.Backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := describe(be); s != "s3:http://127.0.0.1:9000/images/blobs/" {
+		t.Errorf("backend described as %q", s)
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ json, want string }{
 		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d", "dri": "x"}}}}`, `"device.backend.config.dri"`},
 		{`{"device": {"backend": {"type": "localfs", "config": {"dir": "d"}}}, "bogus": 1}`, `unknown key(s) "bogus"`},
-		{`{"device": {"backend": {"type": "s3", "config": {"bucket_name": "b"}}}}`, `"s3" is not supported yet`},
+		{`{"device": {"backend": {"type": "oss", "config": {"bucket_name": "b"}}}}`, `"oss" is not supported yet`},
+		{`{"device": {"backend": {"type": "s3", "config": {"endpoint": "h"}}}}`, `s3 needs "bucket_name"`},
+		{`{"device": {"backend": {"type": "s3", "config": {"bucket_name": "b", "access_key_id": "k"}}}}`, `give both "access_key_id" and "access_key_secret"`},
+		{`{"device": {"backend": {"type": "s3", "config": {"bucket_name": "b", "scheme": "ftp"}}}}`, `scheme "ftp"`},
+		{`{"device": {"backend": {"type": "s3", "config": {"bucket_name": "b", "bucket": "x"}}}}`, `unknown key(s) "device.backend.config.bucket"`},
 		{`{"device": {"backend": {"type": "ftp", "config": {}}}}`, `"ftp" is unknown`},
 		{`{"device": {"backend": {"type": "localfs", "config": {}}}}`, `localfs needs "dir"`},
 		{`{"device": {"backend": {"type": "localfs", "config": {"blob_file": "/b"}}}}`, `blob_file: not supported`},

@@ -147,7 +147,7 @@ func TestFlagConfigErrors(t *testing.T) {
 		{"backend type without a config, even with a file", Flags{ConfigFile: file, BackendType: Flag[string]{"localfs", true}}, true, "--backend-type needs --backend-config"},
 		{"both backend config flags", Flags{BackendType: localfs, BackendConfig: Flag[string]{`{"dir": "d"}`, true}, BackendConfigFile: beFile}, true, "not both"},
 		{"bad backend config", Flags{BackendType: localfs, BackendConfig: Flag[string]{`{}`, true}}, true, `--backend-config: nydusd config: backend config: localfs needs "dir"`},
-		{"unsupported backend", Flags{BackendType: Flag[string]{"s3", true}, BackendConfig: Flag[string]{`{}`, true}}, true, `"s3" is not supported yet`},
+		{"unsupported backend", Flags{BackendType: Flag[string]{"oss", true}, BackendConfig: Flag[string]{`{}`, true}}, true, `"oss" is not supported yet`},
 		{"missing config file", Flags{ConfigFile: filepath.Join(t.TempDir(), "absent.json"), BackendType: localfs}, true, "no such file"},
 		{"missing backend config file", Flags{BackendType: localfs, BackendConfigFile: filepath.Join(t.TempDir(), "absent.json")}, true, "no such file"},
 		{"bad config file", Flags{ConfigFile: bad, BackendType: localfs}, true, bad + `: nydusd config: unknown key(s) "moed"`},

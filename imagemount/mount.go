@@ -405,8 +405,16 @@ func NewBackend(c BackendConfig) (backend.Backend, error) {
 			bopts = append(bopts, backend.WithRetry(p))
 		}
 		return backend.NewRegistry(repo, bopts...)
+	case "s3":
+		s := c.S3
+		s.Timeout = time.Duration(c.TimeoutSeconds) * time.Second
+		if c.Attempts > 0 {
+			s.Retry.Attempts = c.Attempts
+		}
+		// NewS3 sends nothing; the context only bounds reading AWS config files.
+		return backend.NewS3(context.Background(), s)
 	}
-	return nil, fmt.Errorf("backend type %q: want localfs or registry", c.Type)
+	return nil, fmt.Errorf("backend type %q: want localfs, registry or s3", c.Type)
 }
 
 // describe names a backend for Info.

@@ -21,7 +21,7 @@ func FuzzRewriteConfig(f *testing.F) {
 	f.Add([]byte(`{"history":{}}`))
 	diffIDs := []v1.Hash{{Algorithm: "sha256", Hex: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		out, err := rewriteConfig(raw, diffIDs)
+		out, err := rewriteConfig(raw, diffIDs, false)
 		if err != nil {
 			return
 		}

@@ -54,6 +54,12 @@ type Options struct {
 	// FSVersion is the bootstrap's RAFS version for [AnnotationFSVersion]:
 	// "6" or "5"; "" means [FSVersion].
 	FSVersion string
+	// BlobsElsewhere lays the image out for storage-backend mode (upstream's
+	// --backend-type, docs/storage-backends.md): the blobs live in an object
+	// store, so the manifest lists only the bootstrap layer, the config's
+	// diff_ids only its diff_id, and the history is that layer's one entry.
+	// The bootstrap layer still carries every blob's blob.meta.
+	BlobsElsewhere bool
 }
 
 // Source is the source image of one platform as the converter resolved it:
@@ -163,6 +169,9 @@ func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, opts Options) (v
 		diffIDs = append(diffIDs, diffID)
 		return nil
 	}
+	if opts.BlobsElsewhere {
+		blobs = nil
+	}
 	for i, b := range blobs {
 		if err := add(b, MediaTypeNydusBlob, map[string]string{AnnotationNydusBlob: "true"}); err != nil {
 			return nil, fmt.Errorf("assembling nydus image: blob %d: %w", i, err)
@@ -175,7 +184,7 @@ func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, opts Options) (v
 		return nil, fmt.Errorf("assembling nydus image: bootstrap layer: %w", err)
 	}
 
-	if img.rawConfig, err = rewriteConfig(srcConfig, diffIDs); err != nil {
+	if img.rawConfig, err = rewriteConfig(srcConfig, diffIDs, opts.BlobsElsewhere); err != nil {
 		return nil, fmt.Errorf("assembling nydus image: rewriting config: %w", err)
 	}
 	m.Config = v1.Descriptor{
@@ -202,9 +211,9 @@ func checkManifestType(mt types.MediaType) error {
 	return nil
 }
 
-// rewriteConfig replaces rootfs and appends the bootstrap history entry, keeping every
-// other field of the config as it is.
-func rewriteConfig(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
+// rewriteConfig replaces rootfs and appends the bootstrap history entry (or, with
+// onlyBootstrap, makes it the only entry), keeping every other field of the config as it is.
+func rewriteConfig(raw []byte, diffIDs []v1.Hash, onlyBootstrap bool) ([]byte, error) {
 	var cfg map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, err
@@ -219,7 +228,7 @@ func rewriteConfig(raw []byte, diffIDs []v1.Hash) ([]byte, error) {
 		return nil, fmt.Errorf("not a valid image config: %w", err)
 	}
 	var history []json.RawMessage
-	if h, ok := cfg["history"]; ok {
+	if h, ok := cfg["history"]; ok && !onlyBootstrap {
 		if err := json.Unmarshal(h, &history); err != nil {
 			return nil, fmt.Errorf("history: %w", err)
 		}

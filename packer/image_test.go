@@ -220,7 +220,7 @@ func TestRewriteConfigKeepsUnknownFields(t *testing.T) {
 	raw := []byte(`{"architecture":"amd64","os":"linux","moby.buildkit.buildinfo.v1":"eyJmb28iOiJiYXIifQ==",` +
 		`"config":{"Labels":{"x":"a&b"}},"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("1", 64) + `"]}}`)
 	d := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("2", 64)}
-	out, err := rewriteConfig(raw, []v1.Hash{d})
+	out, err := rewriteConfig(raw, []v1.Hash{d}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestRewriteConfigKeepsUnknownFields(t *testing.T) {
 		t.Errorf("rewritten config\n%s\nwant %v", out, want)
 	}
 	for _, bad := range []string{`[]`, `null`, `{"history":{}}`, `not json`} {
-		if _, err := rewriteConfig([]byte(bad), nil); err == nil {
+		if _, err := rewriteConfig([]byte(bad), nil, false); err == nil {
 			t.Errorf("rewriteConfig(%s) accepted", bad)
 		}
 	}

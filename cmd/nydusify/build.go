@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -8,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/nydus-go/nydusify/backend"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
 )
@@ -18,7 +21,8 @@ func newBuildCmd() *cobra.Command {
 		compressor, digester, chunkSize string
 		fsVersion                       string
 		workers                         int
-		jsonOut                         bool
+		jsonOut, backendPush            bool
+		be                              backendFlags
 	)
 	var prefetchPatterns func(io.Reader) ([]string, error) // set with the flags below
 	cmd := &cobra.Command{
@@ -35,7 +39,12 @@ Identical chunks are stored once. The same tree and options always give
 byte-identical outputs, whatever --workers is. Progress shows on a status
 line on a terminal, and every 10 s in logs otherwise. A summary (sizes,
 dedup, time and speed) is printed on stdout; --json prints output.json's
-report instead. On error nothing is left in the output directory.`,
+report instead. On error nothing is left in the output directory.
+
+--backend-push then stores the blob and the bootstrap in a storage backend
+(--backend-type s3|localfs, --backend-config as nydusd's backend "config"),
+as upstream does: the blob as object_prefix + <blob id>, the bootstrap as
+meta_prefix + NAME.meta. A blob the backend already has is not sent again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if sourceDir == "" || outputDir == "" {
@@ -45,6 +54,20 @@ report instead. On error nothing is left in the output directory.`,
 			var err error
 			if opts.FsVersion, err = parseFsVersion(fsVersion); err != nil {
 				return err
+			}
+			var pusher backend.Pusher
+			switch {
+			case backendPush:
+				if pusher, err = be.pusher(); err != nil {
+					return err
+				}
+				if ch, ok := pusher.(interface{ Check(context.Context) error }); ok {
+					if err := ch.Check(cmd.Context()); err != nil {
+						return err
+					}
+				}
+			case be.set():
+				return errors.New("--backend-type and --backend-config are used only with --backend-push")
 			}
 			if opts.Compressor, err = rafs.ParseCompressor(compressor); err != nil {
 				return err
@@ -68,10 +91,31 @@ report instead. On error nothing is left in the output directory.`,
 			if err != nil {
 				return err
 			}
+			out := struct {
+				*rafsbuild.Result
+				Pushed []backend.PushResult `json:"backend_push,omitempty"`
+			}{Result: res}
+			if pusher != nil {
+				blobs := map[string]string{}
+				for _, id := range res.Blobs {
+					blobs[id] = filepath.Join(outputDir, id)
+				}
+				if out.Pushed, err = backend.PushFiles(cmd.Context(), pusher, blobs, res.Bootstrap,
+					filepath.Join(outputDir, res.Bootstrap), false); err != nil {
+					return err
+				}
+			}
 			if jsonOut {
-				return printJSON(res)
+				return printJSON(out)
 			}
 			writeBuildSummary(cmd.OutOrStdout(), filepath.Join(outputDir, res.Bootstrap), res)
+			for _, p := range out.Pushed {
+				verb := "pushed"
+				if p.Skipped {
+					verb = "already there, kept"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "  %-10s %s (%s)\n", verb, p.Location, humanSize(uint64(p.Size)))
+			}
 			return nil
 		},
 	}
@@ -86,5 +130,7 @@ report instead. On error nothing is left in the output directory.`,
 	f.StringVar(&fsVersion, "fs-version", "6", "RAFS version of the bootstrap: 6, or 5 (nydusd only; Merkle-hashed inodes)")
 	f.IntVar(&workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU); output does not depend on it")
 	f.BoolVar(&jsonOut, "json", false, "print the build report (output.json) on stdout")
+	f.BoolVar(&backendPush, "backend-push", false, "store the blob and bootstrap in the storage backend (--backend-type, --backend-config)")
+	be.register(f, "", "where --backend-push stores the blob and bootstrap")
 	return cmd
 }

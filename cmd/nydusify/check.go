@@ -18,6 +18,7 @@ func newCheckCmd() *cobra.Command {
 		opts               checker.Options
 		platform, jsonPath string
 		plainHTTP          bool
+		targetBackend      backendFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "check --target REF [--source REF]",
@@ -40,6 +41,10 @@ needed), as a container sees it; a chunk failing its digest reads as EIO and
 its files are reported unreadable, with the cause logged. The mount is gone
 when check returns.
 
+For an image converted in storage-backend mode (its manifest holds only the
+bootstrap layer), --target-backend-type and --target-backend-config say where
+its blobs are; they are read from there by blob id and verified the same way.
+
 Exit status 1 when any problem is found.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,6 +56,11 @@ Exit status 1 when any problem is found.`,
 				return err
 			}
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
+			if targetBackend.set() {
+				if opts.TargetBackend, err = targetBackend.open(); err != nil {
+					return err
+				}
+			}
 			noteLoopback(plainHTTP, opts.Target, opts.Source)
 			if opts.Mount {
 				// Causes of EIO through the mount go to the log as warnings.
@@ -103,5 +113,6 @@ Exit status 1 when any problem is found.`,
 	f.StringVar(&jsonPath, "output-json", "", "write the report as JSON to this file")
 	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for the bootstrap and blobs while checking (default: the system temp dir)")
 	f.BoolVar(&opts.Mount, "mount", false, "compare through a real FUSE mount of the image (needs root)")
+	targetBackend.register(f, "target-", "where the target's blobs are, for an image converted with --backend-type")
 	return cmd
 }

@@ -22,6 +22,7 @@ func newConvertCmd() *cobra.Command {
 		fsVersion, outputJSON            string
 		plainHTTP, oci, dockerV2         bool
 		retries                          int
+		be                               backendFlags
 	)
 	var prefetchPatterns func(io.Reader) ([]string, error) // set with the flags below
 	cmd := &cobra.Command{
@@ -46,6 +47,13 @@ with overlay whiteout rules into the image bootstrap, shipped as the last
 layer. The manifest is published only after every blob and only when every
 platform converted. Before any layer is read, the target is checked to take a
 push (reachable, TLS or plain HTTP as allowed, credentials, an upload accepted).
+
+With --backend-type s3|localfs and --backend-config, the data blobs go to
+that storage backend (object key object_prefix + blob id) and the published
+image holds only the bootstrap layer, as upstream lays it out; blobs the
+backend already has are not sent again unless --backend-force-push. The
+bucket is checked before any layer is read, and blobs are pushed before
+anything is published. Credentials never appear in logs or the report.
 
 Registries are reached over HTTPS. Plain HTTP is allowed to loopback
 registries (localhost, *.localhost, 127.0.0.0/8, ::1) by convention, as
@@ -78,6 +86,13 @@ only with --plain-http.`,
 			opts.SourceRegistry.PlainHTTP, opts.TargetRegistry.PlainHTTP = plainHTTP, plainHTTP
 			opts.SourceRegistry.Retries, opts.TargetRegistry.Retries = retries, retries
 			opts.SourceRegistry.Jobs, opts.TargetRegistry.Jobs = opts.Concurrency, opts.Concurrency
+			if be.set() {
+				if opts.Backend, err = be.pusher(); err != nil {
+					return err
+				}
+			} else if opts.BackendForcePush {
+				return errors.New("--backend-force-push needs --backend-type and --backend-config")
+			}
 			noteLoopback(plainHTTP, opts.Source, opts.Target)
 			view := newProgressView()
 			opts.Build.Logger = logrus.StandardLogger()
@@ -121,6 +136,8 @@ only with --plain-http.`,
 	f.BoolVar(&opts.CrossLayerDedup, "cross-layer-dedup", false, "leave out of each layer's blob the chunks lower layers store: smaller, but each blob then depends on the layers below it and layers convert one by one")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
 	f.BoolVar(&oci, "oci", true, "OCI media types for manifest, config, bootstrap layer and index, whatever the source's (always on: a docker v2 manifest cannot carry Nydus blob layers readably)")
+	be.register(f, "", "push data blobs to this storage backend; the image then holds only the bootstrap layer")
+	f.BoolVar(&opts.BackendForcePush, "backend-force-push", false, "push blobs the backend already has")
 	f.BoolVar(&dockerV2, "docker-v2-format", false, "deprecated, has no effect")
 	f.MarkDeprecated("docker-v2-format", "it has no effect, as in upstream nydusify; the image always has OCI media types (see --oci)")
 	return cmd

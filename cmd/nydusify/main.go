@@ -48,7 +48,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(newBuildCmd(), newConvertCmd(), newCheckCmd(), newMountCmd(), newInspectCmd(), newUnpackCmd(), newVersionCmd())
+	root.AddCommand(newBuildCmd(), newConvertCmd(), newCopyCmd(), newCheckCmd(), newMountCmd(), newInspectCmd(), newUnpackCmd(), newVersionCmd())
 	return root
 }
 

@@ -43,6 +43,11 @@ Backends (--backend-type, --backend-config as nydusd's "config" object):
              "auth": base64(user:password), "registry_token": TOKEN,
              "skip_verify": BOOL, "timeout": SECONDS}
             credentials default to the docker config's
+  s3        {"endpoint": HOST[:PORT], "scheme": "https"|"http", "region": R,
+             "bucket_name": B, "access_key_id": ID, "access_key_secret": KEY,
+             "object_prefix": P, "timeout": SECONDS, "retry_limit": N}
+            without keys, the AWS environment and credential chain
+            (docs/storage-backends.md)
 
 --config reads a nydusd JSON configuration (device.backend, device.cache
 work_dir, enable_xattr, amplify_io, fs_prefetch); flags given as well
