@@ -188,10 +188,12 @@ func (c *converter) convertFetched(ctx, downloads context.Context, i, n int, l v
 	// rather than the cancellation another layer's failure caused.
 	select {
 	case <-f.done:
-	default:
+	case <-ctx.Done():
+		// Both may be ready at once (a failed download also cancels
+		// ctx), and select then picks either.
 		select {
 		case <-f.done:
-		case <-ctx.Done():
+		default:
 			return convertedLayer{}, LayerReport{}, ctx.Err()
 		}
 	}
