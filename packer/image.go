@@ -26,6 +26,10 @@ type Blob struct {
 	// They are not recomputed here; every read of the file is checked against them instead.
 	Digest v1.Hash
 	Size   int64
+	// Layer, when set, supplies the blob's bytes instead of Path (a blob
+	// already in a registry, to be mounted or copied from there); its
+	// digest, size and media type must be the blob's.
+	Layer v1.Layer
 	// Meta is nydusd's blob.meta for this blob, stored in the bootstrap layer as
 	// image/<Digest hex>.blob.meta; nil when the blob has none (a layer without data).
 	Meta []byte
