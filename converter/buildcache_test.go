@@ -3,9 +3,13 @@ package converter_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 
+	"log"
+
+	ggcrlogs "github.com/google/go-containerregistry/pkg/logs"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -23,7 +27,8 @@ import (
 // the cache (three misses); version 2 of it, with its third layer changed,
 // hits the cache for the two others (report and log say so) and converts to
 // the same manifest digest as a conversion of it without the cache, and the
-// kernel mount of the result equals umoci's unpack of the source. Another
+// kernel mount of the result equals umoci's unpack of the source; the cached
+// blobs are mounted from the cache repository, not uploaded. Another
 // compressor or chunk size misses. The cache image has the
 // acceleration-service shape (an index, one manifest per platform with the
 // cache version, blob layers annotated with their source digest and our
@@ -77,7 +82,16 @@ func TestBuildCache(t *testing.T) {
 		t.Fatalf("cold conversion: layers %s, report %+v", caches(rep), rep.BuildCache)
 	}
 	logged.Reset()
+	// ggcr logs each blob it mounts across repositories instead of uploading.
+	var progress bytes.Buffer
+	ggcrlogs.Progress = log.New(&progress, "", 0)
 	warm := convert(v2src, "two:warm", opts, cache)
+	ggcrlogs.Progress = log.New(io.Discard, "", 0)
+	for _, l := range warm.Platforms[0].Layers[:2] {
+		if !strings.Contains(progress.String(), "mounted blob: "+l.BlobDigest.String()) {
+			t.Errorf("cached blob %s was not mounted into the target repository:\n%s", l.BlobDigest, progress.String())
+		}
+	}
 	if caches(warm) != "hit,hit,miss" || warm.BuildCache.Hits != 2 || warm.BuildCache.Misses != 1 {
 		t.Errorf("second conversion: layers %s, report %+v; want hits for the two unchanged layers", caches(warm), warm.BuildCache)
 	}
