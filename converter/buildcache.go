@@ -131,6 +131,11 @@ func openCache(ctx context.Context, bc BuildCache, dst string, opts registry.Opt
 		return nil, fmt.Errorf("build cache: %w", err)
 	}
 	c.rep.Ref = c.ref.String()
+	// The cache is written before the target: find out now, not after
+	// converting, whether it can be.
+	if err := registry.CheckPush(ctx, c.ref.String(), opts); err != nil {
+		return nil, fmt.Errorf("build cache: %w", err)
+	}
 	if c.ropts, err = opts.RemoteOptions(); err != nil {
 		return nil, err
 	}
