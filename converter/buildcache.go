@@ -74,6 +74,23 @@ type CacheReport struct {
 	Records int    `json:"records"` // records pushed, all platforms together
 }
 
+func (bc BuildCache) enabled() bool { return bc.Ref != "" || bc.Tag != "" }
+
+// check refuses settings that cannot work, before anything is read.
+func (bc BuildCache) check(crossLayerDedup bool) error {
+	switch {
+	case !bc.enabled():
+		return nil
+	case bc.Ref != "" && bc.Tag != "":
+		return errors.New("give a build cache reference or a build cache tag, not both")
+	case bc.MaxRecords < 0 || bc.MaxRecords > DefaultCacheRecords:
+		return fmt.Errorf("build cache records: %d is out of range; give 1 to %d", bc.MaxRecords, DefaultCacheRecords)
+	case crossLayerDedup:
+		return errors.New("the build cache and cross-layer dedup exclude each other: a layer's blob must depend on the layer alone to be reused")
+	}
+	return nil
+}
+
 // cacheKey is the part of a record's key that the options make: everything
 // that changes a layer's blob (the fs version is always 6 here).
 func cacheKey(o rafsbuild.Options) string {
@@ -102,10 +119,7 @@ type buildCache struct {
 // openCache reads the cache image (none yet is an empty cache).
 func openCache(ctx context.Context, bc BuildCache, dst string, opts registry.Options, build rafsbuild.Options) (*buildCache, error) {
 	ref := bc.Ref
-	switch {
-	case bc.Ref != "" && bc.Tag != "":
-		return nil, errors.New("give a build cache reference or a build cache tag, not both")
-	case bc.Tag != "":
+	if bc.Tag != "" {
 		if dst == "" {
 			return nil, errors.New("a build cache tag needs a registry target (the cache goes to the target repository)")
 		}
@@ -122,9 +136,6 @@ func openCache(ctx context.Context, bc BuildCache, dst string, opts registry.Opt
 	}
 	if c.max == 0 {
 		c.max = DefaultCacheRecords
-	}
-	if c.max < 1 || c.max > DefaultCacheRecords {
-		return nil, fmt.Errorf("build cache records: %d is out of range; give 1 to %d", c.max, DefaultCacheRecords)
 	}
 	var err error
 	if c.ref, err = opts.Reference(ref); err != nil {

@@ -165,3 +165,24 @@ func TestBuildCache(t *testing.T) {
 		t.Errorf("another chunk size: layers %s, report %+v (want 5 records kept)", caches(rep), rep.BuildCache)
 	}
 }
+
+// TestBuildCacheRefusals: settings that cannot work are refused before
+// anything is read (the source does not exist).
+func TestBuildCacheRefusals(t *testing.T) {
+	for _, c := range []struct {
+		cache      converter.BuildCache
+		crossLayer bool
+		want       string
+	}{
+		{converter.BuildCache{Ref: "localhost/c:x", Tag: "cache"}, false, "not both"},
+		{converter.BuildCache{Ref: "localhost/c:x", MaxRecords: 201}, false, "give 1 to 200"},
+		{converter.BuildCache{Tag: "cache"}, true, "exclude each other"},
+	} {
+		_, err := converter.Convert(context.Background(), converter.Options{
+			Source: "oci:/nonexistent/source", Target: "localhost/t:x", BuildCache: c.cache, CrossLayerDedup: c.crossLayer,
+		})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v, cross-layer dedup %v: %v, want an error saying %q", c.cache, c.crossLayer, err, c.want)
+		}
+	}
+}

@@ -4,9 +4,9 @@
 // It first opens the source's manifests, refuses a source that is already Nydus, and
 // checks that the target takes a push (imageref.CheckTarget) before reading any layer.
 // For each selected platform it then streams every source layer, decompressed,
-// through rafsbuild.BuildLayer (in layer order, sharing a chunk dictionary
-// so each chunk is stored once per image) into a blob spilled to the work
-// directory, merges the layers' bootstraps with overlay rules, wraps blobs
+// through rafsbuild.BuildLayer (layers in parallel, each on its own unless
+// cross-layer dedup is asked for) into a blob spilled to the work directory,
+// or takes the layer from the build cache (buildcache.go), merges the layers' bootstraps with overlay rules, wraps blobs
 // and bootstrap as an OCI image (packer; OCI media types whatever the
 // source's family) and publishes it last, after every
 // platform converted: a failed or interrupted conversion publishes nothing.
@@ -167,6 +167,9 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	if err := opts.Build.Validate(); err != nil {
 		return nil, err
 	}
+	if err := opts.BuildCache.check(opts.CrossLayerDedup); err != nil {
+		return nil, err
+	}
 	src, err := imageref.Parse(opts.Source)
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
@@ -218,10 +221,7 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	var cache *buildCache
-	if opts.BuildCache.Ref != "" || opts.BuildCache.Tag != "" {
-		if opts.CrossLayerDedup {
-			return nil, errors.New("the build cache and cross-layer dedup exclude each other: a layer's blob must depend on the layer alone to be reused")
-		}
+	if opts.BuildCache.enabled() {
 		target := ""
 		if dst.Kind == imageref.Registry {
 			target = dst.Name

@@ -66,6 +66,9 @@ only with --plain-http.`,
 			if fsVersion != "6" {
 				return fmt.Errorf("--fs-version %s is not supported yet: only RAFS v6", fsVersion)
 			}
+			if opts.BuildCache.MaxRecords < 1 {
+				return fmt.Errorf("--build-cache-max-records %d: give 1 to %d", opts.BuildCache.MaxRecords, converter.DefaultCacheRecords)
+			}
 			if opts.Build.Compressor, err = rafs.ParseCompressor(compressor); err != nil {
 				return err
 			}
