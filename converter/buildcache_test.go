@@ -3,11 +3,13 @@ package converter_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
 
 	"log"
+	"slices"
 
 	ggcrlogs "github.com/google/go-containerregistry/pkg/logs"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -151,6 +153,18 @@ func TestBuildCache(t *testing.T) {
 		}
 	}
 
+	// A record whose blob is not a layer blob (here the cache's config)
+	// costs a conversion, not the conversion.
+	broken := *m
+	broken.Layers = slices.Clone(m.Layers)
+	broken.Layers[0].Digest, broken.Layers[0].Size = m.Config.Digest, m.Config.Size
+	brokenRef := putCache(t, cacheRef, broken, *im.Manifests[0].Platform)
+	logged.Reset()
+	if rep := convert(v2src, "two:broken", opts, converter.BuildCache{Ref: brokenRef}); caches(rep) != "miss,hit,hit" ||
+		rep.Digest != cold.Digest || !strings.Contains(logged.String(), "converting the layer instead") {
+		t.Errorf("broken record: layers %s, digest %s (want %s), log:\n%s", caches(rep), rep.Digest, cold.Digest, logged.String())
+	}
+
 	// Other options miss.
 	if rep := convert(v2src, "two:lz4", rafsbuild.Options{Compressor: rafs.CompressLZ4Block, ChunkSize: 0x10000}, cache); caches(rep) != "miss,miss,miss" {
 		t.Errorf("another compressor: layers %s", caches(rep))
@@ -186,3 +200,36 @@ func TestBuildCacheRefusals(t *testing.T) {
 		}
 	}
 }
+
+// putCache pushes a cache image of one manifest, m, next to cacheRef (whose
+// repository holds m's blobs) and returns its reference.
+func putCache(t *testing.T, cacheRef string, m v1.Manifest, p v1.Platform) string {
+	t.Helper()
+	ref, _ := name.ParseReference(cacheRef, name.Insecure)
+	raw, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, size, _ := v1.SHA256(bytes.NewReader(raw))
+	if err := remote.Put(ref.Context().Digest(d.String()), rawDoc{raw, types.OCIManifestSchema1}); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex,
+		Manifests: []v1.Descriptor{{MediaType: types.OCIManifestSchema1, Digest: d, Size: size, Platform: &p}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := ref.Context().Tag("broken")
+	if err := remote.Put(tag, rawDoc{idx, types.OCIImageIndex}); err != nil {
+		t.Fatal(err)
+	}
+	return tag.String()
+}
+
+type rawDoc struct {
+	raw []byte
+	mt  types.MediaType
+}
+
+func (r rawDoc) RawManifest() ([]byte, error)        { return r.raw, nil }
+func (r rawDoc) MediaType() (types.MediaType, error) { return r.mt, nil }

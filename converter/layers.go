@@ -151,7 +151,14 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 		cg.Go(func() error {
 			if hits[i] != nil {
 				out[i], reports[i], errs[i] = c.restoreCached(cctx, i, len(layers), l, *hits[i])
-			} else {
+				if errs[i] != nil && cctx.Err() == nil {
+					// A broken record (its blob gone or not a layer blob)
+					// costs a conversion, not the conversion.
+					logs.Or(c.opts.Build.Logger).Warnf("%v; converting the layer instead", errs[i])
+					hits[i] = nil
+				}
+			}
+			if hits[i] == nil {
 				out[i], reports[i], errs[i] = c.convertFetched(cctx, gctx, i, len(layers), l, pre[i], nil, sum)
 			}
 			if errs[i] == nil && c.cache != nil && hits[i] == nil {
