@@ -265,7 +265,7 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 		}
 		cr := cache.rep
 		rep.BuildCache = &cr
-		logs.Or(opts.Build.Logger).Infof("build cache %s: %d hits, %d misses, %d records", cr.Ref, cr.Hits, cr.Misses, cr.Records)
+		logs.Or(opts.Build.Logger).Infof("build cache %s: hits %d, misses %d, records kept %d", cr.Ref, cr.Hits, cr.Misses, cr.Records)
 	}
 	c.progress(Event{Kind: EventPublishing})
 	desc, err := imageref.Publish(ctx, dst, artifact, opts.TargetRegistry)
