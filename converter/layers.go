@@ -142,28 +142,32 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 		}
 		return out, reports, g.Wait()
 	}
-	recs := make([]*v1.Descriptor, len(layers)) // build cache records made now
+	// Build cache records made now, and those taken.
+	recs, used := make([]*v1.Descriptor, len(layers)), make([]*v1.Descriptor, len(layers))
 	// A failed download stops the conversions too.
 	cg, cctx := errgroup.WithContext(gctx)
 	cg.SetLimit(c.opts.jobs())
 	errs := make([]error, len(layers))
 	for i, l := range layers {
 		cg.Go(func() error {
-			if hits[i] != nil {
-				out[i], reports[i], errs[i] = c.restoreCached(cctx, i, len(layers), l, *hits[i])
+			hit := hits[i] // hits is read by the download submitter too
+			if hit != nil {
+				out[i], reports[i], errs[i] = c.restoreCached(cctx, i, len(layers), l, *hit)
 				if errs[i] != nil && cctx.Err() == nil {
 					// A broken record (its blob gone or not a layer blob)
-					// costs a conversion, not the conversion.
+					// costs a conversion, not the conversion; the layer
+					// was not downloaded, so it streams from the source.
 					logs.Or(c.opts.Build.Logger).Warnf("%v; converting the layer instead", errs[i])
-					hits[i] = nil
+					hit = nil
 				}
 			}
-			if hits[i] == nil {
+			if hit == nil {
 				out[i], reports[i], errs[i] = c.convertFetched(cctx, gctx, i, len(layers), l, pre[i], nil, sum)
+				if errs[i] == nil && c.cache != nil {
+					recs[i] = c.recordFresh(i, &out[i], &reports[i])
+				}
 			}
-			if errs[i] == nil && c.cache != nil && hits[i] == nil {
-				recs[i] = c.recordFresh(i, &out[i], &reports[i])
-			}
+			used[i] = hit
 			return errs[i]
 		})
 	}
@@ -174,8 +178,8 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 	// keeps the records used last first.
 	for i := range layers {
 		switch {
-		case hits[i] != nil:
-			c.cache.use(plat, *hits[i], true)
+		case used[i] != nil:
+			c.cache.use(plat, *used[i], true)
 		case recs[i] != nil:
 			c.cache.use(plat, *recs[i], false)
 		}
