@@ -62,6 +62,7 @@ fuzz:
 	$(GO) test ./rafs -run XXX -fuzz FuzzBlobMeta -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafsbuild -run XXX -fuzz '^FuzzBuildLayer$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./rafsbuild -run XXX -fuzz FuzzBuildLayerEntries -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
+	$(GO) test ./rafsbuild -run XXX -fuzz FuzzRestoreLayer -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./tarstream -run XXX -fuzz FuzzOpen -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./tarstream -run XXX -fuzz FuzzGzipFraming -fuzztime $(FUZZTIME) -fuzzminimizetime 200x
 	$(GO) test ./layout -run XXX -fuzz FuzzOpenFS -fuzztime $(FUZZTIME) -fuzzminimizetime 200x

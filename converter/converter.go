@@ -4,9 +4,9 @@
 // It first opens the source's manifests, refuses a source that is already Nydus, and
 // checks that the target takes a push (imageref.CheckTarget) before reading any layer.
 // For each selected platform it then streams every source layer, decompressed,
-// through rafsbuild.BuildLayer (in layer order, sharing a chunk dictionary
-// so each chunk is stored once per image) into a blob spilled to the work
-// directory, merges the layers' bootstraps with overlay rules, wraps blobs
+// through rafsbuild.BuildLayer (layers in parallel, each on its own unless
+// cross-layer dedup is asked for) into a blob spilled to the work directory,
+// or takes the layer from the build cache (buildcache.go), merges the layers' bootstraps with overlay rules, wraps blobs
 // and bootstrap as an OCI image (packer; OCI media types whatever the
 // source's family) and publishes it last, after every
 // platform converted: a failed or interrupted conversion publishes nothing.
@@ -69,6 +69,11 @@ type Options struct {
 	// tools cannot use the blobs alone. Off by default: each layer's blob
 	// and bootstrap are a function of the layer and the options.
 	CrossLayerDedup bool
+	// BuildCache, when its Ref or Tag is set, reuses layers converted
+	// before with the same options (docs/build-cache.md); it conflicts
+	// with CrossLayerDedup. The cache lives in the target registry's
+	// credentials and transport (TargetRegistry).
+	BuildCache BuildCache
 	// Progress, if set, receives events as the conversion advances.
 	Progress func(Event)
 
@@ -118,8 +123,9 @@ type Report struct {
 	Platforms []PlatformReport `json:"platforms"`
 	// Skipped lists index entries that are not images to convert
 	// (attestations, artifacts); they are not carried into the target.
-	Skipped []v1.Hash `json:"skipped_manifests,omitempty"`
-	Timings Timings   `json:"timings_ms"`
+	Skipped    []v1.Hash    `json:"skipped_manifests,omitempty"`
+	BuildCache *CacheReport `json:"build_cache,omitempty"`
+	Timings    Timings      `json:"timings_ms"`
 }
 
 // PlatformReport describes one converted platform image.
@@ -147,8 +153,12 @@ type Timings struct {
 }
 
 type converter struct {
-	opts Options
-	work string
+	opts  Options
+	work  string
+	cache *buildCache // nil without a build cache
+	// blobs are the converted blobs of every platform, as layers, for
+	// the build cache's upload.
+	blobs map[v1.Hash]v1.Layer
 }
 
 func (c *converter) progress(e Event) {
@@ -168,6 +178,12 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if err := opts.Build.Validate(); err != nil {
 		return nil, err
+	}
+	if err := opts.BuildCache.check(opts.CrossLayerDedup); err != nil {
+		return nil, err
+	}
+	if opts.BuildCache.enabled() && opts.Backend != nil {
+		return nil, errors.New("the build cache does not work with a storage backend yet: its records are registry blobs, and mounted into the target repository")
 	}
 	src, err := imageref.Parse(opts.Source)
 	if err != nil {
@@ -224,6 +240,16 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("backend: %w", err)
 		}
 	}
+	var cache *buildCache
+	if opts.BuildCache.enabled() {
+		target := ""
+		if dst.Kind == imageref.Registry {
+			target = dst.Name
+		}
+		if cache, err = openCache(ctx, opts.BuildCache, target, opts.TargetRegistry, opts.Build); err != nil {
+			return nil, err
+		}
+	}
 	rep := &Report{Source: src.String(), Target: dst.String()}
 	for _, d := range skipped {
 		rep.Skipped = append(rep.Skipped, d.Digest)
@@ -231,12 +257,13 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	resolved := time.Now()
 
 	var outs []packer.Platformed
+	blobs := map[v1.Hash]v1.Layer{}
 	for i, pi := range images {
 		dir := filepath.Join(work, fmt.Sprintf("platform-%d", i))
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, err
 		}
-		pc := &converter{opts: opts, work: dir}
+		pc := &converter{opts: opts, work: dir, cache: cache, blobs: blobs}
 		img, prep, err := pc.convertImage(ctx, pi, src.String(), src.Kind == imageref.Registry)
 		if err != nil {
 			return nil, fmt.Errorf("platform %s: %w", platformString(pi.Platform), err)
@@ -249,6 +276,16 @@ func Convert(ctx context.Context, opts Options) (*Report, error) {
 	artifact, err := packer.Combine(outs)
 	if err != nil {
 		return nil, err
+	}
+	if cache != nil {
+		// Before the target: a cache naming blobs the target lacks is
+		// harmless, a target pushed without its cache would not be reused.
+		if err := cache.push(ctx, blobs); err != nil {
+			return nil, err
+		}
+		cr := cache.rep
+		rep.BuildCache = &cr
+		logs.Or(opts.Build.Logger).Infof("build cache %s: hits %d, misses %d, records kept %d", cr.Ref, cr.Hits, cr.Misses, cr.Records)
 	}
 	c.progress(Event{Kind: EventPublishing})
 	desc, err := imageref.Publish(ctx, dst, artifact, opts.TargetRegistry)
@@ -282,12 +319,14 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 	if n := len(cf.RootFS.DiffIDs); n != len(layers) {
 		return nil, nil, fmt.Errorf("the config lists %d diff_ids for %d layers", n, len(layers))
 	}
-	converted, reports, err := c.convertLayers(ctx, layers, remote)
+	converted, reports, err := c.convertLayers(ctx, layers, remote, pi.Platform)
 	if err != nil {
 		return nil, nil, err
 	}
 	for i, cl := range converted {
-		if want := cf.RootFS.DiffIDs[i]; cl.diffID != want {
+		// A cached layer was not read: its diff_id was checked when it
+		// was converted.
+		if want := cf.RootFS.DiffIDs[i]; cl.diffID != want && cl.cached == nil {
 			return nil, nil, fmt.Errorf("layer %d of %d (%s): its uncompressed content hashes to %s, the config's diff_id is %s",
 				i+1, len(layers), reports[i].SourceDigest, cl.diffID, want)
 		}
@@ -308,7 +347,12 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 		if slices.ContainsFunc(converted[:i], func(o convertedLayer) bool { return o.layer.Digest == cl.layer.Digest }) {
 			continue
 		}
+		var cached v1.Layer
+		if cl.cached != nil {
+			cached = c.cache.layer(*cl.cached)
+		}
 		build.Blobs = append(build.Blobs, packer.Blob{
+			Layer:  cached,
 			Path:   cl.path,
 			Digest: v1.Hash{Algorithm: "sha256", Hex: cl.layer.Digest},
 			Size:   cl.layer.Size,
@@ -329,6 +373,23 @@ func (c *converter) convertImage(ctx context.Context, pi imageref.PlatformImage,
 			FSVersion: fsVersionName(c.opts.Build.FsVersion)})
 	if err != nil {
 		return nil, nil, err
+	}
+	if c.cache != nil {
+		ls, err := img.Layers()
+		if err != nil {
+			return nil, nil, err
+		}
+		fresh := map[v1.Hash]bool{}
+		for _, cl := range converted {
+			if cl.cached == nil {
+				fresh[v1.Hash{Algorithm: "sha256", Hex: cl.layer.Digest}] = true
+			}
+		}
+		for _, l := range ls {
+			if d, err := l.Digest(); err == nil && fresh[d] {
+				c.blobs[d] = l
+			}
+		}
 	}
 	rep := &PlatformReport{
 		Platform: plat, SourceDigest: pi.Descriptor.Digest, Layers: reports,

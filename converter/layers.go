@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/retry"
 	"github.com/nydus-go/nydusify/internal/verify"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -28,8 +29,12 @@ type LayerReport struct {
 	BlobDigest   v1.Hash `json:"blob_digest"`
 	BlobSize     int64   `json:"blob_size"`
 	rafsbuild.LayerStats
-	FetchMs   int64 `json:"fetch_ms"`
-	ConvertMs int64 `json:"convert_ms"`
+	// Cache is "hit" for a layer taken from the build cache (not
+	// fetched, not converted; its stats count entries and blob chunks
+	// only), "miss" for one converted and recorded, "" without a cache.
+	Cache     string `json:"cache,omitempty"`
+	FetchMs   int64  `json:"fetch_ms"`
+	ConvertMs int64  `json:"convert_ms"`
 }
 
 // convertedLayer is a layer blob waiting in the work directory.
@@ -37,6 +42,8 @@ type convertedLayer struct {
 	layer  *rafsbuild.Layer
 	path   string  // blob file, named by its digest
 	diffID v1.Hash // sha256 of the source layer's uncompressed tar
+	hints  rafsbuild.LayerHints
+	cached *v1.Descriptor // the build cache's record, for a layer taken from it
 }
 
 // fetched is a source layer's compressed bytes, spilled to the work
@@ -56,10 +63,19 @@ type fetched struct {
 // to the work directory ahead of their conversion, so the network and the
 // CPU overlap; memory stays bounded because layers are spilled, not
 // buffered.
-func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote bool) ([]convertedLayer, []LayerReport, error) {
+func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote bool, plat v1.Platform) ([]convertedLayer, []LayerReport, error) {
 	pre := make([]*fetched, len(layers))
 	for i := range pre {
 		pre[i] = &fetched{done: make(chan struct{})}
+	}
+	// Layers the build cache holds are neither fetched nor converted.
+	hits := make([]*v1.Descriptor, len(layers))
+	if c.cache != nil {
+		for i, l := range layers {
+			if d, err := l.Digest(); err == nil {
+				hits[i] = c.cache.lookup(plat, d)
+			}
+		}
 	}
 	// The downloads are submitted by their own goroutine, which waits for a
 	// free slot, so conversion never blocks on submitting. On return the
@@ -80,6 +96,10 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 		go func() {
 			defer close(submitted)
 			for i, l := range layers {
+				if hits[i] != nil {
+					close(pre[i].done)
+					continue
+				}
 				// Layers never submitted are never waited for: the group
 				// is cancelled only by a failed download of an earlier
 				// layer, or by convertLayers returning.
@@ -122,18 +142,47 @@ func (c *converter) convertLayers(ctx context.Context, layers []v1.Layer, remote
 		}
 		return out, reports, g.Wait()
 	}
+	// Build cache records made now, and those taken.
+	recs, used := make([]*v1.Descriptor, len(layers)), make([]*v1.Descriptor, len(layers))
 	// A failed download stops the conversions too.
 	cg, cctx := errgroup.WithContext(gctx)
 	cg.SetLimit(c.opts.jobs())
 	errs := make([]error, len(layers))
 	for i, l := range layers {
 		cg.Go(func() error {
-			out[i], reports[i], errs[i] = c.convertFetched(cctx, gctx, i, len(layers), l, pre[i], nil, sum)
+			hit := hits[i] // hits is read by the download submitter too
+			if hit != nil {
+				out[i], reports[i], errs[i] = c.restoreCached(cctx, i, len(layers), l, *hit)
+				if errs[i] != nil && cctx.Err() == nil {
+					// A broken record (its blob gone or not a layer blob)
+					// costs a conversion, not the conversion; the layer
+					// was not downloaded, so it streams from the source.
+					logs.Or(c.opts.Build.Logger).Warnf("%v; converting the layer instead", errs[i])
+					hit = nil
+				}
+			}
+			if hit == nil {
+				out[i], reports[i], errs[i] = c.convertFetched(cctx, gctx, i, len(layers), l, pre[i], nil, sum)
+				if errs[i] == nil && c.cache != nil {
+					recs[i] = c.recordFresh(i, &out[i], &reports[i])
+				}
+			}
+			used[i] = hit
 			return errs[i]
 		})
 	}
 	if cg.Wait() != nil {
 		return nil, nil, lowestCause(errs)
+	}
+	// In layer order, whatever order the layers finished in: the cache
+	// keeps the records used last first.
+	for i := range layers {
+		switch {
+		case used[i] != nil:
+			c.cache.use(plat, *used[i], true)
+		case recs[i] != nil:
+			c.cache.use(plat, *recs[i], false)
+		}
 	}
 	return out, reports, g.Wait()
 }
@@ -152,6 +201,41 @@ func lowestCause(errs []error) error {
 		}
 	}
 	return first
+}
+
+// restoreCached takes layer i of n from the build cache record d: the layer
+// is restored from the cached blob's tail, read by ranges from the cache
+// repository, and the blob becomes the target's layer by reference.
+func (c *converter) restoreCached(ctx context.Context, i, n int, l v1.Layer, d v1.Descriptor) (convertedLayer, LayerReport, error) {
+	digest, _ := l.Digest()
+	size, _ := l.Size()
+	c.progress(Event{Kind: EventLayerStart, Layer: i, Layers: n, Digest: digest, Size: size})
+	start := time.Now()
+	layer, err := c.cache.restore(ctx, d, c.opts.Build)
+	if err != nil {
+		return convertedLayer{}, LayerReport{}, fmt.Errorf("layer %d of %d (%s): %w", i+1, n, digest, err)
+	}
+	logs.Or(c.opts.Build.Logger).Infof("layer %d of %d (%s): build cache hit, blob %s", i+1, n, digest, d.Digest)
+	rep := LayerReport{
+		SourceDigest: digest, SourceSize: size, BlobDigest: d.Digest, BlobSize: d.Size, LayerStats: layer.Stats,
+		Cache: "hit", ConvertMs: time.Since(start).Milliseconds(),
+	}
+	c.progress(Event{Kind: EventLayerDone, Layer: i, Layers: n, Digest: digest, Report: &rep})
+	return convertedLayer{layer: layer, cached: &d}, rep, nil
+}
+
+// recordFresh makes the build cache record of a layer converted now, or
+// returns nil when it cannot be recorded.
+func (c *converter) recordFresh(i int, cl *convertedLayer, rep *LayerReport) *v1.Descriptor {
+	rep.Cache = "miss"
+	d, ok := c.cache.record(rep.SourceDigest, cl.layer, cl.hints)
+	if !ok {
+		logs.Or(c.opts.Build.Logger).Warnf("layer %d (%s): not recorded in the build cache: restoring it needs more than %d bytes of hints",
+			i+1, rep.SourceDigest, maxHints)
+		return nil
+	}
+	logs.Or(c.opts.Build.Logger).Infof("layer %d (%s): build cache miss, converted to blob %s", i+1, rep.SourceDigest, d.Digest)
+	return &d
 }
 
 // progressSum reports the file data read by all the layers of an image
@@ -345,7 +429,7 @@ func (c *converter) convertLayer(ctx context.Context, l v1.Layer, spilled string
 		os.Remove(blob.Name())
 		return convertedLayer{}, err
 	}
-	cl := convertedLayer{layer: layer, path: filepath.Join(c.work, layer.Digest),
+	cl := convertedLayer{layer: layer, path: filepath.Join(c.work, layer.Digest), hints: layer.Hints(),
 		diffID: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(diffID.Sum(nil))}}
 	if err := os.Rename(blob.Name(), cl.path); err != nil {
 		return convertedLayer{}, err

@@ -73,7 +73,7 @@ func TestLayerDownloadsStopBeforeReturn(t *testing.T) {
 				ls[i] = probeLayer{fail: i == 0, work: work, returned: &returned, late: &lateN, gone: &goneN}
 			}
 			c := &converter{opts: Options{Concurrency: jobs}, work: work}
-			_, _, err := c.convertLayers(context.Background(), ls, true)
+			_, _, err := c.convertLayers(context.Background(), ls, true, v1.Platform{})
 			returned.Store(true)
 			os.RemoveAll(work) // as Convert does on return
 			if err == nil || !strings.Contains(err.Error(), "registry says no") {

@@ -27,6 +27,10 @@ type Blob struct {
 	// They are not recomputed here; every read of the file is checked against them instead.
 	Digest v1.Hash
 	Size   int64
+	// Layer, when set, supplies the blob's bytes instead of Path (a blob
+	// already in a registry, to be mounted or copied from there); its
+	// digest, size and media type must be the blob's.
+	Layer v1.Layer
 	// Meta is nydusd's blob.meta for this blob, stored in the bootstrap layer as
 	// image/<Digest hex>.blob.meta; nil when the blob has none (a layer without data).
 	Meta []byte
@@ -200,7 +204,40 @@ func assemble(src Source, blobs []v1.Layer, bootstrap v1.Layer, opts Options) (v
 	if img.rawManifest, err = marshal(m); err != nil {
 		return nil, fmt.Errorf("assembling nydus image: encoding manifest: %w", err)
 	}
-	return partial.CompressedToImage(img)
+	whole, err := partial.CompressedToImage(img)
+	if err != nil {
+		return nil, err
+	}
+	order := make([]v1.Hash, len(m.Layers))
+	for i, d := range m.Layers {
+		order[i] = d.Digest
+	}
+	return &ownLayers{Image: whole, core: img, order: order}, nil
+}
+
+// ownLayers hands out the image's layers as they were given, where partial
+// would wrap them: a pusher recognises a layer to mount from another
+// repository (remote.MountableLayer) only by its type.
+type ownLayers struct {
+	v1.Image
+	core  *nydusImage
+	order []v1.Hash // manifest order
+}
+
+func (i *ownLayers) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	l, ok := i.core.layers[h]
+	if !ok {
+		return i.Image.LayerByDigest(h) // the config blob
+	}
+	return l, nil
+}
+
+func (i *ownLayers) Layers() ([]v1.Layer, error) {
+	out := make([]v1.Layer, len(i.order))
+	for k, h := range i.order {
+		out[k] = i.core.layers[h]
+	}
+	return out, nil
 }
 
 // checkManifestType refuses a source manifest media type a Nydus image cannot take.

@@ -20,7 +20,7 @@ import (
 
 // blobLayer returns a layer over a Nydus data blob file, stored as it is (a blob is not
 // compressed as a whole): Digest and DiffID are both b.Digest, Size b.Size and MediaType
-// [MediaTypeNydusBlob]. The file is not read here. Compressed and Uncompressed both open
+// [MediaTypeNydusBlob], or b.Layer when set. The file is not read here. Compressed and Uncompressed both open
 // it afresh on each call and stream it; the reader fails at its end if the file does not
 // match the digest and size.
 func blobLayer(b Blob) (v1.Layer, error) {
@@ -29,6 +29,9 @@ func blobLayer(b Blob) (v1.Layer, error) {
 	}
 	if b.Size < 0 {
 		return nil, fmt.Errorf("blob %s: negative size %d", b.Path, b.Size)
+	}
+	if b.Layer != nil {
+		return b.Layer, nil
 	}
 	return &fileLayer{path: b.Path, digest: b.Digest, diffID: b.Digest, size: b.Size, mediaType: MediaTypeNydusBlob}, nil
 }

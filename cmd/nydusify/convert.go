@@ -40,7 +40,12 @@ layer and the options, so the same layer (a shared base) converts to the same
 blob in every image, and layers convert in parallel (--concurrency).
 --cross-layer-dedup also leaves out of each blob the chunks lower layers
 store: a smaller image, but blobs tied to the layers below them (no longer
-shared between images on different bases) and converted one by one. The image has OCI media types even
+shared between images on different bases) and converted one by one.
+--build-cache REF (or --build-cache-tag TAG) keeps a cache image of converted
+layers keyed by source layer digest and the options that shape a blob: a hit
+is neither fetched nor converted, its blob is mounted into the target
+repository (copied from elsewhere), and the log and --output-json count hits
+and misses. The cache is pushed before the target. The image has OCI media types even
 for a Docker source, as with upstream's --oci (a Docker v2 manifest holding
 Nydus blob layers is refused by skopeo). The layers' bootstraps are merged
 with overlay whiteout rules into the image bootstrap, shipped as the last
@@ -68,6 +73,9 @@ only with --plain-http.`,
 			}
 			if opts.Build.FsVersion, err = parseFsVersion(fsVersion); err != nil {
 				return err
+			}
+			if opts.BuildCache.MaxRecords < 1 {
+				return fmt.Errorf("--build-cache-max-records %d: give 1 to %d", opts.BuildCache.MaxRecords, converter.DefaultCacheRecords)
 			}
 			if opts.Build.Compressor, err = rafs.ParseCompressor(compressor); err != nil {
 				return err
@@ -134,6 +142,10 @@ only with --plain-http.`,
 	f.StringVar(&opts.WorkDir, "work-dir", "", "directory for spilled layers and blobs; created if missing, and removed again if convert created it (default: the system temp dir)")
 	f.IntVar(&opts.Concurrency, "concurrency", 4, "parallel layer downloads, layer conversions and blob uploads")
 	f.BoolVar(&opts.CrossLayerDedup, "cross-layer-dedup", false, "leave out of each layer's blob the chunks lower layers store: smaller, but each blob then depends on the layers below it and layers convert one by one")
+	f.StringVar(&opts.BuildCache.Ref, "build-cache", "", "registry reference of a build cache image: layers converted before with the same options are reused (see docs/build-cache.md)")
+	f.StringVar(&opts.BuildCache.Tag, "build-cache-tag", "", "build cache in the target repository at this tag (instead of --build-cache)")
+	f.StringVar(&opts.BuildCache.Version, "build-cache-version", "v1", "build cache version: cache manifests of another version are ignored and replaced")
+	f.IntVar(&opts.BuildCache.MaxRecords, "build-cache-max-records", converter.DefaultCacheRecords, "layers the build cache keeps per platform, most recently used first (1 to 200)")
 	f.IntVar(&opts.Build.Workers, "workers", 0, "goroutines hashing and compressing chunks (0: one per CPU)")
 	f.BoolVar(&oci, "oci", true, "OCI media types for manifest, config, bootstrap layer and index, whatever the source's (always on: a docker v2 manifest cannot carry Nydus blob layers readably)")
 	be.register(f, "", "push data blobs to this storage backend; the image then holds only the bootstrap layer")

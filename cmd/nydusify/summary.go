@@ -113,6 +113,10 @@ func writeConvertSummary(w io.Writer, r *converter.Report) {
 		fmt.Fprintf(w, "  dedup      %s of file data in %d chunks, %d of them repeats stored once (%d found in lower layers)\n",
 			humanSize(p.DataBytes), p.Chunks, p.DedupChunks, dict)
 	}
+	if c := r.BuildCache; c != nil {
+		fmt.Fprintf(w, "  cache      %s reused from %s (not fetched, not converted), %d converted; %s kept\n",
+			plural(c.Hits, "layer"), c.Ref, c.Misses, plural(c.Records, "record"))
+	}
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(w, "  skipped    %s that are not images (attestations, artifacts)\n", plural(len(r.Skipped), "index entry"))
 	}
