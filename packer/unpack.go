@@ -26,7 +26,8 @@ func ExtractBootstrap(l v1.Layer, path string) (diffID v1.Hash, err error) {
 	defer rc.Close()
 	h := sha256.New()
 	err = atomicfile.Write(path, 0o600, func(w io.Writer) error {
-		tr := tar.NewReader(io.TeeReader(rc, h))
+		hashed := io.TeeReader(rc, h)
+		tr := tar.NewReader(hashed)
 		found := false
 		for {
 			hdr, err := tr.Next()
@@ -44,7 +45,9 @@ func ExtractBootstrap(l v1.Layer, path string) (diffID v1.Hash, err error) {
 			}
 			found = true
 		}
-		if _, err := io.Copy(io.Discard, rc); err != nil {
+		// What follows the end-of-archive blocks (GNU tar and Python pad
+		// to 10240-byte records) is part of the diff_id too.
+		if _, err := io.Copy(io.Discard, hashed); err != nil {
 			return fmt.Errorf("reading the bootstrap layer: %w", err)
 		}
 		if !found {

@@ -52,6 +52,20 @@ func TestExtractBootstrap(t *testing.T) {
 		t.Errorf("extracted %q", got)
 	}
 
+	// GNU tar and Python's tarfile pad the archive to 10240-byte records
+	// after its end blocks; the diff_id is the hash of every byte.
+	padded := append(append([]byte{}, raw...), make([]byte, 10240-len(raw)%10240)...)
+	pl, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(padded)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diffID, err = ExtractBootstrap(pl, path); err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(padded); diffID.Hex != hex.EncodeToString(sum[:]) {
+		t.Errorf("padded tar: diff_id %s, want sha256:%x", diffID, sum)
+	}
+
 	// A layer without a bootstrap leaves the previous file and no temporary one.
 	l, _ = tarLayer(t, [2]string{"image/other", "x"})
 	if _, err := ExtractBootstrap(l, path); err == nil || !strings.Contains(err.Error(), "no "+BootstrapName) {

@@ -182,7 +182,7 @@ func TestMountConfig(t *testing.T) {
 		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt, "--plain-http"}, "--plain-http applies to --target only"},
 		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt}, "needs a backend"},
 		{[]string{"mount", "--target", "oci:" + filepath.Join(dir, "none"), "--mount-path", mnt}, "none"},
-		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt, "--backend-type", "s3", "--backend-config", "{}"}, `"s3" is not supported yet`},
+		{[]string{"mount", "--bootstrap", filepath.Join(out, "img.meta"), "--mount-path", mnt, "--backend-type", "s3", "--backend-config", "{}"}, `s3 needs "bucket_name"`},
 	} {
 		r := run(t, nil, c.args...)
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) || strings.Contains(r.stderr, "panic") {
