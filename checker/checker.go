@@ -384,7 +384,12 @@ func loadBootstrap(ctx context.Context, work string, layers []v1.Layer, be backe
 			// A blob id is the hex sha256 of the blob, its layer's digest.
 			l, ok := byDigest[v1.Hash{Algorithm: "sha256", Hex: e.BlobID}]
 			if !ok {
-				problem(RuleBootstrap, "blob %d (%s) of the blob table is not a layer of the manifest", i, e.BlobID)
+				where := ""
+				if len(layers) == 1 {
+					// Only the bootstrap layer: upstream's storage-backend layout.
+					where = " (the image holds only its bootstrap layer, so its blobs are in a storage backend: give --target-backend-type and --target-backend-config)"
+				}
+				problem(RuleBootstrap, "blob %d (%s) of the blob table is not a layer of the manifest%s", i, e.BlobID, where)
 				continue
 			}
 			if size, err := l.Size(); err == nil && uint64(size) != e.CompressedSize {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -101,6 +103,9 @@ func TestConvertToLocalFS(t *testing.T) {
 		SourceRegistry: reg, TargetRegistry: reg})
 	if err == nil && crep.OK {
 		t.Fatal("check without the backend passed")
+	}
+	if err == nil && !strings.Contains(fmt.Sprint(crep.Problems), "its blobs are in a storage backend: give --target-backend-type") {
+		t.Errorf("check without the backend does not say where the blobs are: %v", crep.Problems)
 	}
 
 	// copy takes the blobs out of the backend: the copy has the blob layers

@@ -27,8 +27,8 @@ func newBuildCmd() *cobra.Command {
 	var prefetchPatterns func(io.Reader) ([]string, error) // set with the flags below
 	cmd := &cobra.Command{
 		Use:   "build --source-dir DIR --output-dir DIR [--name NAME]",
-		Short: "Build a RAFS v6 bootstrap and data blob from a directory",
-		Long: `Build a RAFS v6 image from a directory.
+		Short: "Build a RAFS v6 (or v5) bootstrap and data blob from a directory",
+		Long: `Build a RAFS v6 image (v5 with --fs-version 5) from a directory.
 
 Writes, in the output directory:
   NAME.meta     the bootstrap (metadata), an EROFS image

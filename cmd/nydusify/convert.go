@@ -28,7 +28,7 @@ func newConvertCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "convert --source REF (--target REF | --target-suffix SUFFIX)",
 		Short: "Convert an OCI/Docker image into a Nydus image",
-		Long: `Convert an OCI or Docker image into a Nydus (RAFS v6) image.
+		Long: `Convert an OCI or Docker image into a Nydus image (RAFS v6, or v5 with --fs-version 5).
 
 Sources: a registry reference, oci:DIR[:TAG] (OCI layout), oci-archive:FILE[:TAG],
 docker-archive:FILE[:REF] (docker save). Targets: a registry reference or

@@ -36,7 +36,7 @@ func hint(cmd *cobra.Command, err error) string {
 	case errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden):
 		return "credentials come from the docker config ($DOCKER_CONFIG/config.json): log in with docker login (or podman login) for this registry, with a user allowed to push for a target"
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return "nothing accepts connections there: is the registry running, and are host and port right?"
+		return "nothing accepts connections there: is the server (registry or S3 endpoint) running, and are host and port right?"
 	}
 	return ""
 }

@@ -1,4 +1,4 @@
-// Command nydusify turns directories and OCI images into Nydus (RAFS v6)
+// Command nydusify turns directories and OCI images into Nydus (RAFS v6 or v5)
 // images and proves them correct. This package only parses flags and calls
 // the library packages.
 package main
@@ -32,7 +32,7 @@ func newRootCmd() *cobra.Command {
 	var logLevel string
 	root := &cobra.Command{
 		Use:           "nydusify",
-		Short:         "Convert OCI images to Nydus (RAFS v6); build, check, mount, inspect and unpack them, in pure Go",
+		Short:         "Convert OCI images to Nydus (RAFS v6 or v5); build, check, mount, inspect and unpack them, in pure Go",
 		Version:       readVersion().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,

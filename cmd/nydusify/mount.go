@@ -25,7 +25,7 @@ func newMountCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "mount (--target REF | --bootstrap FILE) --mount-path DIR",
 		Short: "Mount a Nydus image read-only with FUSE, fetching file data lazily",
-		Long: `Mount a Nydus (RAFS v6) image read-only with FUSE (needs root: mount(2) is
+		Long: `Mount a Nydus (RAFS v6 or v5) image read-only with FUSE (needs root: mount(2) is
 called directly). File data is fetched from the backend chunk by chunk on
 first read, each chunk together with the ones after it up to 1 MiB, checked
 against the bootstrap's digests and kept in --cache-dir (<blob id>.blob.data,
@@ -173,7 +173,7 @@ SIGINT or SIGTERM, then unmounts.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Target, "target", "", "Nydus image to mount: a registry reference or oci:DIR[:TAG]")
-	fl.StringVar(&opts.Bootstrap, "bootstrap", "", "RAFS v6 bootstrap file to mount (with a backend)")
+	fl.StringVar(&opts.Bootstrap, "bootstrap", "", "RAFS v6 or v5 bootstrap file to mount (with a backend)")
 	fl.StringVar(&opts.MountPath, "mount-path", "", "directory to mount on (required)")
 	fl.StringVar(&configPath, "config", "", "nydusd JSON configuration file")
 	fl.StringVar(&backendType, "backend-type", "localfs", "localfs or registry")

@@ -15,8 +15,8 @@ func newUnpackCmd() *cobra.Command {
 	var blobView bool
 	cmd := &cobra.Command{
 		Use:   "unpack BOOTSTRAP --blob-dir DIR --output DIR [--blob-view]",
-		Short: "Extract a RAFS v6 image's file tree, or its blobs' uncompressed views",
-		Long: `Extract a RAFS v6 image, verifying every chunk against its digest.
+		Short: "Extract a RAFS v6 or v5 image's file tree, or its blobs' uncompressed views",
+		Long: `Extract a RAFS v6 or v5 image, verifying every chunk against its digest.
 
 By default the file tree is written into --output (which must be empty or
 missing), with modes, mtimes, xattrs, devices and hardlinks; owners are
