@@ -179,6 +179,9 @@ func TestConvertS3RoundTrip(t *testing.T) {
 	if conv.code != 0 {
 		t.Fatalf("convert: %s", conv.stderr)
 	}
+	if want := "backend    3 blobs stored in the storage backend (0 already there), e.g. s3://" + m.Bucket + "/nydus/blobs/"; !strings.Contains(conv.stdout, want) {
+		t.Errorf("the summary does not say where the blobs went (%q):\n%s", want, conv.stdout)
+	}
 
 	manifest, err := skopeoRaw(t, target, false)
 	if err != nil {

@@ -112,6 +112,16 @@ func writeConvertSummary(w io.Writer, r *converter.Report) {
 			p.Platform, plural(len(p.Layers), "layer"), humanSize(p.SourceBytes), humanSize(p.BlobBytes), humanSize(p.BootstrapSize))
 		fmt.Fprintf(w, "  dedup      %s of file data in %d chunks, %d of them repeats stored once (%d found in lower layers)\n",
 			humanSize(p.DataBytes), p.Chunks, p.DedupChunks, dict)
+		if len(p.BackendBlobs) > 0 {
+			var skipped int
+			for _, b := range p.BackendBlobs {
+				if b.Skipped {
+					skipped++
+				}
+			}
+			fmt.Fprintf(w, "  backend    %s stored in the storage backend (%d already there), e.g. %s; the image holds only the bootstrap layer\n",
+				plural(len(p.BackendBlobs), "blob"), skipped, p.BackendBlobs[0].Location)
+		}
 	}
 	if c := r.BuildCache; c != nil {
 		fmt.Fprintf(w, "  cache      %s reused from %s (not fetched, not converted), %d converted; %s kept\n",
