@@ -108,6 +108,12 @@ func TestConvertToLocalFS(t *testing.T) {
 		t.Errorf("check without the backend does not say where the blobs are: %v", crep.Problems)
 	}
 
+	// Without the backend, copy refuses: the copy would lack every blob.
+	if _, err := converter.Copy(context.Background(), converter.CopyOptions{Source: target, Target: host + "/nydus/partial:v1",
+		SourceRegistry: reg, TargetRegistry: reg}); err == nil || !strings.Contains(err.Error(), "give --source-backend-type") {
+		t.Errorf("copy of a backend image without its backend: %v", err)
+	}
+
 	// copy takes the blobs out of the backend: the copy has the blob layers
 	// again, and reads from its registry alone.
 	copyRef := host + "/nydus/copied:v1"

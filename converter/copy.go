@@ -83,6 +83,8 @@ func Copy(ctx context.Context, opts CopyOptions) (*CopyReport, error) {
 			return nil, err
 		}
 		rep.Blobs = ids
+	} else if err := blobsInManifest(img, opts.WorkDir); err != nil {
+		return nil, fmt.Errorf("source: %w", err)
 	}
 	desc, err := imageref.Publish(ctx, dst, img, opts.TargetRegistry)
 	if err != nil {
@@ -150,4 +152,31 @@ func (l *backendLayer) Compressed() (io.ReadCloser, error) {
 	r := io.NewSectionReader(backend.ReaderAt(l.ctx, l.be, l.id), 0, l.size)
 	// Reads of 4 MiB: from S3 each read is one ranged GET.
 	return io.NopCloser(bufio.NewReaderSize(r, 4<<20)), nil
+}
+
+// blobsInManifest refuses to copy a Nydus image whose bootstrap names blobs
+// that are not its layers: they live in a storage backend, and a copy without
+// them would not be self-contained.
+func blobsInManifest(img v1.Image, workDir string) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	if len(m.Layers) == 0 || m.Layers[len(m.Layers)-1].Annotations[packer.AnnotationNydusBootstrap] != "true" {
+		return nil // not a Nydus image: copied as it is
+	}
+	ids, err := blobTable(img, workDir)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, l := range m.Layers {
+		have[l.Digest.Hex] = true
+	}
+	for _, id := range ids {
+		if !have[id] {
+			return fmt.Errorf("blob %s of the bootstrap is not a layer of the image: its blobs are in a storage backend; give --source-backend-type and --source-backend-config to copy them into the target", id)
+		}
+	}
+	return nil
 }
