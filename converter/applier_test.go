@@ -17,6 +17,7 @@ import (
 
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/converter"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
 	"github.com/nydus-go/nydusify/mountcheck/mounttest"
@@ -171,7 +172,7 @@ func TestConvertSymlinkParents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			judge := flatten(t, src)
+			judge := fx.UmociUnpack(t, src)
 			got := listTree(t, judge)
 			for p, w := range tc.want {
 				if got[p] != w && !(w == "-" && got[p] == "") {

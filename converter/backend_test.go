@@ -18,6 +18,7 @@ import (
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/imagemount"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/mountcheck/mounttest"
 	"github.com/nydus-go/nydusify/packer"
@@ -92,7 +93,7 @@ func TestConvertToLocalFS(t *testing.T) {
 	cfg := imagemount.DefaultConfig()
 	cfg.Backend = imagemount.BackendConfig{Type: "localfs", Dir: dir}
 	mnt := mounttest.FUSE(t, imagemount.Options{Target: target, Registry: reg, Config: cfg})
-	requireSame(t, flatten(t, sourceImage(t, true, false)), mnt.Dir())
+	requireSame(t, fx.UmociUnpack(t, sourceImage(t, true, false)), mnt.Dir())
 
 	crep, err := checker.Check(context.Background(), checker.Options{Target: target, Source: srcRef.String(),
 		SourceRegistry: reg, TargetRegistry: reg, TargetBackend: backend.NewLocalFS(dir)})
@@ -141,5 +142,5 @@ func TestConvertToLocalFS(t *testing.T) {
 		t.Fatalf("check of the copy: %v, %+v", err, crep)
 	}
 	cmnt := mounttest.FUSE(t, imagemount.Options{Target: copyRef, Registry: reg, Config: imagemount.DefaultConfig()})
-	requireSame(t, flatten(t, sourceImage(t, true, false)), cmnt.Dir())
+	requireSame(t, fx.UmociUnpack(t, sourceImage(t, true, false)), cmnt.Dir())
 }

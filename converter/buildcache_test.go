@@ -19,6 +19,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nydus-go/nydusify/converter"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -109,7 +110,7 @@ func TestBuildCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	requireSame(t, flatten(t, v2img), mountNydus(t, out))
+	requireSame(t, fx.UmociUnpack(t, v2img), mountNydus(t, out))
 
 	// The cache image as the registry serves it.
 	cref, _ := name.ParseReference(cacheRef, name.Insecure)

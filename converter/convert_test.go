@@ -28,6 +28,7 @@ import (
 
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/extract"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
 	"github.com/nydus-go/nydusify/internal/treetar"
@@ -164,25 +165,6 @@ func sourceImage(t testing.TB, oci, zstd bool) v1.Image {
 		t.Fatal(err)
 	}
 	return img
-}
-
-// flatten unpacks img with umoci, the independent judge of overlay rules.
-func flatten(t testing.TB, img v1.Image) string {
-	t.Helper()
-	umoci := testenv.RequireTool(t, "umoci")
-	dir := t.TempDir()
-	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "src"})); err != nil {
-		t.Fatal(err)
-	}
-	rootfs := filepath.Join(dir, "rootfs")
-	if out, err := exec.Command(umoci, "raw", "unpack", "--image", filepath.Join(dir, "layout")+":src", rootfs).CombinedOutput(); err != nil {
-		t.Fatalf("umoci raw unpack: %v\n%s", err, out)
-	}
-	return rootfs
 }
 
 // mountNydus pulls a Nydus image, writes its blobs and bootstrap, and mounts
@@ -330,7 +312,7 @@ func TestConvertRegistry(t *testing.T) {
 				t.Fatal(err)
 			}
 			// umoci reads OCI manifests only; both variants carry the same layers.
-			requireSame(t, flatten(t, sourceImage(t, true, false)), mountNydus(t, img))
+			requireSame(t, fx.UmociUnpack(t, sourceImage(t, true, false)), mountNydus(t, img))
 		})
 	}
 }
@@ -399,7 +381,7 @@ func TestConvertOCILayoutToLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	requireSame(t, flatten(t, sourceImage(t, true, false)), mountNydus(t, img))
+	requireSame(t, fx.UmociUnpack(t, sourceImage(t, true, false)), mountNydus(t, img))
 }
 
 // TestConvertIndex converts a two-platform index with an attestation
@@ -502,7 +484,7 @@ func TestConvertDockerArchive(t *testing.T) {
 		testenv.RequireRoot(t)
 		testenv.RequireEROFS(t)
 		// umoci reads OCI media types only: flatten the same tars as OCI.
-		requireSame(t, flatten(t, sourceImage(t, true, false)), mountNydus(t, img))
+		requireSame(t, fx.UmociUnpack(t, sourceImage(t, true, false)), mountNydus(t, img))
 	})
 }
 
@@ -562,7 +544,7 @@ func TestConvertRealistic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	requireSame(t, flatten(t, src), mountNydus(t, img))
+	requireSame(t, fx.UmociUnpack(t, src), mountNydus(t, img))
 }
 
 // TestConvertTruncatedLayer: a gzip or zstd layer missing the last bytes of

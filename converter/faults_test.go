@@ -296,7 +296,7 @@ func TestConvertThroughFaults(t *testing.T) {
 	n2, faults := px.Stats()
 	t.Logf("check at 10%%: %d requests, faults %v", n2-n, faults)
 
-	want := flatten(t, src)
+	want := fx.UmociUnpack(t, src)
 	for _, rate := range []float64{0.1, 0.5} {
 		t.Run(fmt.Sprintf("mount%.0f", rate*100), func(t *testing.T) {
 			testenv.RequireFUSE(t)

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/nydus-go/nydusify/converter"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -77,8 +78,8 @@ func TestLayerBlobsIndependent(t *testing.T) {
 	if d := rep1.Platforms[0].Layers[1].DictChunks; d != 0 {
 		t.Errorf("%d chunks of the app layer were left to the base layer by default", d)
 	}
-	requireSame(t, flatten(t, src1), mountNydus(t, img1))
-	requireSame(t, flatten(t, src2), mountNydus(t, img2))
+	requireSame(t, fx.UmociUnpack(t, src1), mountNydus(t, img1))
+	requireSame(t, fx.UmociUnpack(t, src2), mountNydus(t, img2))
 
 	rep3, img3 := convert("three", src1, true)
 	_, img4 := convert("four", src2, true)
@@ -86,7 +87,7 @@ func TestLayerBlobsIndependent(t *testing.T) {
 		t.Errorf("with cross-layer dedup the app blob is %s and %s (%d chunks left to the base): the test cannot tell",
 			a, b, rep3.Platforms[0].Layers[1].DictChunks)
 	}
-	requireSame(t, flatten(t, src1), mountNydus(t, img3))
+	requireSame(t, fx.UmociUnpack(t, src1), mountNydus(t, img3))
 
 	srcTwin := stackImage(t, app, base2, app)
 	repTwin, imgTwin := convert("twin", srcTwin, false)
@@ -96,5 +97,5 @@ func TestLayerBlobsIndependent(t *testing.T) {
 	if m, err := imgTwin.Manifest(); err != nil || len(m.Layers) != 3 {
 		t.Errorf("the same layer twice: want 2 blob layers and the bootstrap in the manifest (%v)", err)
 	}
-	requireSame(t, flatten(t, srcTwin), mountNydus(t, imgTwin))
+	requireSame(t, fx.UmociUnpack(t, srcTwin), mountNydus(t, imgTwin))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/imagemount"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/logs"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/mountcheck/mounttest"
@@ -52,7 +53,7 @@ func TestMountConvertedImage(t *testing.T) {
 	if err := remote.Write(srcRef, sourceImage(t, true, true)); err != nil {
 		t.Fatal(err)
 	}
-	want := flatten(t, sourceImage(t, true, false))
+	want := fx.UmociUnpack(t, sourceImage(t, true, false))
 	reg := registry.Options{PlainHTTP: true}
 	for _, c := range []rafs.Compressor{rafs.CompressNone, rafs.CompressLZ4Block, rafs.CompressZstd} {
 		t.Run(c.String(), func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nydus-go/nydusify/converter"
 	"github.com/nydus-go/nydusify/extract"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/randtree"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
@@ -109,7 +110,7 @@ func TestRandomTrees(t *testing.T) {
 				// which leaves such records out; upstream nydus-image and
 				// containerd's applier read every SCHILY.xattr record, and so
 				// do we (the build subtest checks them against the tree).
-				mounttest.RequireSame(t, flatten(t, img), mountNydus(t, nydus),
+				mounttest.RequireSame(t, fx.UmociUnpack(t, img), mountNydus(t, nydus),
 					treecmp.Options{IgnoreRootMtime: true, IgnoreDirSize: true},
 					func(d treecmp.Diff) bool {
 						return strings.HasPrefix(d.Field, treecmp.FieldXattr+":") && d.Want == "absent" && d.Got == `""`

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nydus-go/nydusify/checker"
 	"github.com/nydus-go/nydusify/converter"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/rafs"
 	"github.com/nydus-go/nydusify/rafsbuild"
@@ -51,7 +52,7 @@ func TestConvertV5(t *testing.T) {
 	if v := m.Layers[len(m.Layers)-1].Annotations["containerd.io/snapshot/nydus-fs-version"]; v != "5" {
 		t.Errorf("bootstrap layer fs version %q", v)
 	}
-	requireSame(t, flatten(t, sourceImage(t, true, false)), mountTarget(t, target, nil))
+	requireSame(t, fx.UmociUnpack(t, sourceImage(t, true, false)), mountTarget(t, target, nil))
 
 	rep, err := checker.Check(context.Background(), checker.Options{
 		Target: target, Source: srcRef.String(), SourceRegistry: reg, TargetRegistry: reg,

@@ -20,13 +20,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nydus-go/nydusify/internal/fstree"
+	fx "github.com/nydus-go/nydusify/internal/imagefixture"
 	"github.com/nydus-go/nydusify/internal/testenv"
 	"github.com/nydus-go/nydusify/internal/treecmp"
 	"github.com/nydus-go/nydusify/internal/treetar"
@@ -96,26 +96,6 @@ func tarLayer(t *testing.T, files map[string]string) v1.Layer {
 	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer)
 }
 
-// umociUnpack flattens img with umoci, the independent judge of what the
-// image's filesystem is.
-func umociUnpack(t *testing.T, img v1.Image) string {
-	t.Helper()
-	umoci := testenv.RequireTool(t, "umoci")
-	dir := t.TempDir()
-	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "src"})); err != nil {
-		t.Fatal(err)
-	}
-	rootfs := filepath.Join(dir, "rootfs")
-	if out, err := exec.Command(umoci, "raw", "unpack", "--image", filepath.Join(dir, "layout")+":src", rootfs).CombinedOutput(); err != nil {
-		t.Fatalf("umoci raw unpack: %v\n%s", err, out)
-	}
-	return rootfs
-}
-
 // skopeoRaw returns what skopeo (an independent client) reads of an image
 // in a plain-HTTP registry: its manifest, or with --config its config.
 func skopeoRaw(t *testing.T, ref string, config bool) ([]byte, error) {
@@ -166,7 +146,7 @@ func TestConvertS3RoundTrip(t *testing.T) {
 	if err := remote.Write(srcRef, img); err != nil {
 		t.Fatal(err)
 	}
-	want := umociUnpack(t, img)
+	want := fx.UmociUnpack(t, img)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "backend.json")
 	if err := os.WriteFile(cfgFile, []byte(s3Config(m, "nydus/blobs/")), 0o600); err != nil {

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,6 +32,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/zstd"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/nydus-go/nydusify/internal/testenv"
 )
 
 // Compression is how a fixture layer is stored.
@@ -324,4 +327,24 @@ func WriteLayout(t testing.TB) (dir string, index Index, single Image) {
 		t.Fatal(err)
 	}
 	return dir, index, single
+}
+
+// UmociUnpack flattens img with umoci (`umoci raw unpack`), the independent
+// judge of what an image's filesystem is, and returns the rootfs directory.
+func UmociUnpack(t testing.TB, img v1.Image) string {
+	t.Helper()
+	umoci := testenv.RequireTool(t, "umoci")
+	dir := t.TempDir()
+	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "src"})); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if out, err := exec.Command(umoci, "raw", "unpack", "--image", filepath.Join(dir, "layout")+":src", rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("umoci raw unpack: %v\n%s", err, out)
+	}
+	return rootfs
 }
