@@ -176,7 +176,7 @@ SIGINT or SIGTERM, then unmounts.`,
 	fl.StringVar(&opts.Bootstrap, "bootstrap", "", "RAFS v6 or v5 bootstrap file to mount (with a backend)")
 	fl.StringVar(&opts.MountPath, "mount-path", "", "directory to mount on (required)")
 	fl.StringVar(&configPath, "config", "", "nydusd JSON configuration file")
-	fl.StringVar(&backendType, "backend-type", "localfs", "localfs or registry")
+	fl.StringVar(&backendType, "backend-type", "localfs", "localfs, registry or s3 (see Backends above)")
 	fl.StringVar(&backendConfig, "backend-config", "", `backend configuration as JSON, nydusd's "config" object`)
 	fl.StringVar(&backendConfigFile, "backend-config-file", "", "file holding the --backend-config JSON")
 	fl.StringVar(&cacheDir, "cache-dir", "", "chunk cache directory, kept across mounts (default: a temporary directory removed at exit)")
